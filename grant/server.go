@@ -1,0 +1,217 @@
+package grant
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// MaxFormSize bounds the body of a token, introspection or revocation
+// request.
+const MaxFormSize = 64 << 10
+
+// Server is the authorization server: the token, introspection,
+// revocation, metadata and JWKS endpoints over a Store. It knows nothing of
+// Caddy; the Caddy handler routes requests to its Serve methods.
+type Server struct {
+	cfg Config
+	// audiences are the aud values naming this server: issuer_url and the
+	// token endpoint URL.
+	audiences []string
+	tokenURL  string
+	minter    Minter
+	secrets   secretCache
+	log       *zap.Logger
+	obs       Observer
+	now       func() time.Time
+}
+
+// New checks cfg and returns a Server.
+func New(cfg Config) (*Server, error) {
+	if cfg.IssuerURL == "" {
+		return nil, errors.New("issuer_url is required")
+	}
+	if cfg.Store == nil {
+		return nil, errors.New("a store is required")
+	}
+	if cfg.AccessTokenTTL <= 0 {
+		return nil, errors.New("access_token_ttl must be positive")
+	}
+	if cfg.Tenants[""] == nil {
+		if cfg.Tenants == nil {
+			cfg.Tenants = map[string]*Tenant{}
+		}
+		cfg.Tenants[""] = &Tenant{}
+	}
+	for domain, t := range cfg.Tenants {
+		if t.Domain != domain {
+			return nil, fmt.Errorf("tenant %q is filed under %q", t.Domain, domain)
+		}
+		for iss, is := range t.Issuers {
+			if is.Issuer != iss || is.Keys == nil || len(is.Algorithms) == 0 {
+				return nil, fmt.Errorf("trusted_issuer %q: incomplete", is.Name)
+			}
+		}
+		for id, c := range t.Clients {
+			if c.ID != id {
+				return nil, fmt.Errorf("client %q is filed under %q", c.ID, id)
+			}
+			if (c.SecretHash == nil) == (c.Keys == nil) {
+				return nil, fmt.Errorf("client %q: exactly one of secret and key source is required", id)
+			}
+			if c.SecretHash != nil {
+				if err := CheckSecretHash(c.SecretHash); err != nil {
+					return nil, fmt.Errorf("client %q: secret: %w", id, err)
+				}
+			}
+		}
+	}
+	s := &Server{
+		cfg:      cfg,
+		tokenURL: strings.TrimRight(cfg.IssuerURL, "/") + cfg.TokenPath,
+		minter:   cfg.Minter,
+		log:      cfg.Logger,
+		obs:      cfg.Observer,
+		now:      cfg.Now,
+	}
+	s.audiences = []string{cfg.IssuerURL, s.tokenURL}
+	if s.minter == nil {
+		s.minter = OpaqueMinter{}
+	}
+	if s.log == nil {
+		s.log = zap.NewNop()
+	}
+	if s.obs == nil {
+		s.obs = nopObserver{}
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.cfg.Realm == "" {
+		s.cfg.Realm = "jwt_grant"
+	}
+	return s, nil
+}
+
+// TokenURL is the token endpoint's absolute URL: issuer_url + token_path.
+func (s *Server) TokenURL() string { return s.tokenURL }
+
+// readForm reads an application/x-www-form-urlencoded body of at most
+// MaxFormSize in which no parameter is repeated (RFC 6749 §3.2).
+func readForm(r *http.Request) (url.Values, *Error) {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/x-www-form-urlencoded" {
+		return nil, invalidRequest("bad_content_type", "content type must be application/x-www-form-urlencoded")
+	}
+	if r.ContentLength > MaxFormSize {
+		return nil, tooLarge()
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, MaxFormSize+1))
+	if err != nil {
+		return nil, invalidRequest("bad_body", "request body could not be read")
+	}
+	if len(body) > MaxFormSize {
+		return nil, tooLarge()
+	}
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		return nil, invalidRequest("bad_body", "request body is not valid form encoding")
+	}
+	for _, v := range form {
+		if len(v) > 1 {
+			return nil, invalidRequest("repeated_parameter", "a request parameter is repeated")
+		}
+	}
+	return form, nil
+}
+
+func tooLarge() *Error {
+	return newError(CodeInvalidRequest, http.StatusRequestEntityTooLarge, "too_large", "request body is too large")
+}
+
+// tenantOf selects the tenant named by ?tenantDomain=, the top level when
+// it is absent.
+func (s *Server) tenantOf(r *http.Request) (*Tenant, *Error) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, invalidRequest("bad_query", "query string is malformed")
+	}
+	v := q["tenantDomain"]
+	switch {
+	case len(v) > 1:
+		return nil, invalidRequest("repeated_parameter", "tenantDomain is repeated")
+	case len(v) == 0:
+		return s.cfg.Tenants[""], nil
+	}
+	if t, ok := s.cfg.Tenants[v[0]]; ok && v[0] != "" {
+		return t, nil
+	}
+	return nil, invalidRequest("unknown_tenant", "unknown tenantDomain")
+}
+
+// methodNotAllowed answers 405 with Allow.
+func methodNotAllowed(w http.ResponseWriter, allow string) {
+	w.Header().Set("Allow", allow)
+	writeError(w, newError(CodeInvalidRequest, http.StatusMethodNotAllowed, "bad_method", "method not allowed"), "")
+}
+
+// noStore marks a response as uncacheable (RFC 6749 §5.1).
+func noStore(h http.Header) {
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+}
+
+// writeJSON answers v as JSON with the no-store headers.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		writeError(w, newError(CodeServerError, http.StatusInternalServerError, "encode", "response could not be encoded"), "")
+		return
+	}
+	h := w.Header()
+	noStore(h)
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+type errorBody struct {
+	Error       string `json:"error"`
+	Description string `json:"error_description,omitempty"`
+}
+
+// writeError answers an OAuth error (RFC 6749 §5.2). realm, when set, is
+// the Basic challenge sent with a 401.
+func writeError(w http.ResponseWriter, e *Error, realm string) {
+	h := w.Header()
+	if e.Status == http.StatusUnauthorized && realm != "" {
+		h.Set("WWW-Authenticate", `Basic realm="`+realm+`"`)
+	}
+	if e.RetryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(e.RetryAfter))
+	}
+	body, _ := json.Marshal(errorBody{Error: e.Code, Description: e.Description})
+	noStore(h)
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(e.Status)
+	_, _ = w.Write(body)
+}
+
+// storeError turns a store failure into the answer to the client: an
+// outage is 503 and is counted.
+func (s *Server) storeError(op string, err error) *Error {
+	s.obs.StoreError(op)
+	s.log.Warn("store error", zap.String("op", op), zap.Error(err))
+	return unavailable("store_unavailable", "token store is unavailable")
+}
