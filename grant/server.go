@@ -102,6 +102,12 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
+// Endpoints maps each enabled endpoint's path to its handler.
+func (s *Server) Endpoints() map[string]http.HandlerFunc {
+	m := map[string]http.HandlerFunc{s.cfg.TokenPath: s.ServeToken}
+	return m
+}
+
 // TokenURL is the token endpoint's absolute URL: issuer_url + token_path.
 func (s *Server) TokenURL() string { return s.tokenURL }
 

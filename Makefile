@@ -1,0 +1,41 @@
+# caddy-jwt-grant: `make run` serves Caddyfile.example, `make test` runs
+# every test. Both work on a fresh machine: what they need is installed here.
+
+GO        ?= go
+REDIS     ?= redis-server
+DEMO_KEY  := demo/issuer
+
+.PHONY: build run test bench vet deps clean
+
+## build: ./caddy, the custom build described by xcaddy.json
+build:
+	$(GO) run ./internal/cmd/xbuild
+
+## run: build, make the demo issuer key on first run, serve Caddyfile.example
+run: build
+	@test -f $(DEMO_KEY).key || ./caddy jwt-grant keygen --out $(DEMO_KEY)
+	./caddy run --config Caddyfile.example --adapter caddyfile
+
+## deps: what the tests need besides Go: a redis-server binary
+deps:
+	@command -v $(REDIS) >/dev/null 2>&1 || { \
+		echo "installing redis-server (Debian package)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	}
+	@command -v $(REDIS) >/dev/null 2>&1 || { echo "redis-server is required for the tests" >&2; exit 1; }
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l . | tee /dev/stderr)"
+
+## test: vet, then every test with the race detector (real redis-server
+## processes are started by the tests on free ports)
+test: deps vet
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+## bench: the benchmarks (token endpoint, jwt_grant_auth, stores)
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
+
+clean:
+	rm -f caddy
