@@ -264,7 +264,7 @@ func (s *Server) exchange(ctx context.Context, tenant *Tenant, client *Client, p
 // grantee is who a token is issued to and on whose behalf.
 type grantee struct {
 	tenant, sub, clientID, assertionIss string
-	claims                               map[string]json.RawMessage
+	claims                              map[string]json.RawMessage
 	// aud, chain, firstScope and rotate are set by a refresh: the new
 	// tokens keep the chain's audience and first-granted scope, and the
 	// refresh token rotate is exchanged atomically for them.
