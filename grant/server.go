@@ -105,6 +105,15 @@ func New(cfg Config) (*Server, error) {
 // Endpoints maps each enabled endpoint's path to its handler.
 func (s *Server) Endpoints() map[string]http.HandlerFunc {
 	m := map[string]http.HandlerFunc{s.cfg.TokenPath: s.ServeToken}
+	if s.cfg.IntrospectionPath != "" {
+		m[s.cfg.IntrospectionPath] = s.ServeIntrospect
+	}
+	if s.cfg.RevocationPath != "" {
+		m[s.cfg.RevocationPath] = s.ServeRevoke
+	}
+	if s.cfg.MetadataPath != "" {
+		m[s.cfg.MetadataPath] = s.metadataHandler()
+	}
 	return m
 }
 
