@@ -114,6 +114,9 @@ func (s *Server) Endpoints() map[string]http.HandlerFunc {
 	if s.cfg.MetadataPath != "" {
 		m[s.cfg.MetadataPath] = s.metadataHandler()
 	}
+	if s.cfg.JWKSPath != "" {
+		m[s.cfg.JWKSPath] = s.ServeJWKS
+	}
 	return m
 }
 

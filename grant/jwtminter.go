@@ -1,0 +1,140 @@
+package grant
+
+import (
+	"crypto"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+
+	"github.com/go-jose/go-jose/v4"
+)
+
+// AccessTokenJWTType is the typ header of a JWT access token (RFC 9068
+// §2.1); a resource server checks it so that no other JWT signed with the
+// same key (an ID token, say) passes for an access token.
+const AccessTokenJWTType = "at+jwt"
+
+// reservedTokenClaims are the claim names a copied assertion claim may
+// not take in a JWT access token: the registered claims of RFC 7519 §4.1,
+// the ones RFC 9068 gives a meaning here, and cnf, which would bind the
+// token to a key this server never checked (RFC 7800).
+var reservedTokenClaims = map[string]bool{
+	"iss": true, "sub": true, "aud": true, "exp": true, "nbf": true, "iat": true, "jti": true,
+	"client_id": true, "scope": true, "tenant": true, "cnf": true,
+}
+
+// KeyPublisher is a Minter whose tokens verify with public keys that the
+// JWKS endpoint publishes.
+type KeyPublisher interface {
+	// PublicJWKs returns the public keys, each with kid, alg and use.
+	PublicJWKs() []jose.JSONWebKey
+}
+
+// JWTMinter makes self-contained access tokens (RFC 9068): JWTs signed by
+// the signing_key whose claims repeat the token record. They are still
+// stored under HashToken(token), so revocation and jwt_grant_auth work as
+// for opaque tokens; a service that verifies them offline sees a revoked
+// token as valid until it expires.
+type JWTMinter struct {
+	key crypto.Signer
+	alg string
+	// kid is the key's RFC 7638 thumbprint: every gateway that signs with
+	// the same key names it the same, so their tokens are interchangeable.
+	kid string
+	jwk jose.JSONWebKey
+}
+
+// NewJWTMinter returns a minter signing with key: RS256 for RSA, ES256,
+// ES384 or ES512 by ECDSA curve, EdDSA for Ed25519.
+func NewJWTMinter(key crypto.Signer) (*JWTMinter, error) {
+	if key == nil {
+		return nil, errors.New("no signing key")
+	}
+	alg := DefaultAlgorithm(key)
+	if alg == "" {
+		return nil, fmt.Errorf("unsupported signing key type %T", key)
+	}
+	kid, err := Thumbprint(key)
+	if err != nil {
+		return nil, err
+	}
+	pub, err := admitPublicKey(key.Public())
+	if err != nil {
+		return nil, err
+	}
+	return &JWTMinter{
+		key: key, alg: alg, kid: kid,
+		jwk: jose.JSONWebKey{Key: pub, KeyID: kid, Algorithm: alg, Use: "sig"},
+	}, nil
+}
+
+// LoadJWTMinter reads a PEM private key file (see ParsePrivateKey) and
+// returns a minter signing with it. Errors name the file, never its
+// content.
+func LoadJWTMinter(path string) (*JWTMinter, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return nil, fmt.Errorf("key file %s: %w", path, err)
+	}
+	key, err := ParsePrivateKey(data)
+	if err != nil {
+		return nil, fmt.Errorf("key file %s: %w", path, err)
+	}
+	m, err := NewJWTMinter(key)
+	if err != nil {
+		return nil, fmt.Errorf("key file %s: %w", path, err)
+	}
+	return m, nil
+}
+
+// KeyID is the kid of the tokens' header and of the published key.
+func (m *JWTMinter) KeyID() string { return m.kid }
+
+// Algorithm is the JWS algorithm the tokens are signed with.
+func (m *JWTMinter) Algorithm() string { return m.alg }
+
+// PublicJWKs implements KeyPublisher.
+func (m *JWTMinter) PublicJWKs() []jose.JSONWebKey { return []jose.JSONWebKey{m.jwk} }
+
+// Mint implements Minter: it sets rec.JTI to a fresh random id and signs
+// the record's claims with typ at+jwt.
+func (m *JWTMinter) Mint(rec *AccessRecord) (string, error) {
+	rec.JTI = randomID()
+	claims := make(map[string]any, 10+len(rec.Claims))
+	for name, v := range rec.Claims {
+		if !reservedTokenClaims[name] {
+			claims[name] = v
+		}
+	}
+	claims["iss"] = rec.Iss
+	claims["sub"] = rec.Sub
+	claims["client_id"] = rec.ClientID
+	claims["iat"] = rec.Iat
+	claims["exp"] = rec.Exp
+	claims["jti"] = rec.JTI
+	// A single audience is a string, as most resource servers compare it;
+	// RFC 7519 §4.1.3 allows both forms.
+	if len(rec.Aud) == 1 {
+		claims["aud"] = rec.Aud[0]
+	} else {
+		claims["aud"] = rec.Aud
+	}
+	if rec.Scope != "" {
+		claims["scope"] = rec.Scope
+	}
+	if rec.Tenant != "" {
+		claims["tenant"] = rec.Tenant
+	}
+	return SignJWT(m.key, m.alg, m.kid, AccessTokenJWTType, claims)
+}
+
+// Interface guards
+var (
+	_ Minter       = (*JWTMinter)(nil)
+	_ KeyPublisher = (*JWTMinter)(nil)
+)
