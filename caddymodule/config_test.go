@@ -66,10 +66,11 @@ func TestConfigErrorNamesTheCaddyfileLine(t *testing.T) {
 	f := newFixture(t)
 	body := "issuer_url https://as.example\ntrusted_issuer a {\n issuer x\n certificate " + f.certPath + "\n}\ntrusted_issuer a {\n issuer y\n certificate " + f.certPath + "\n}"
 	_, err := adaptGrant(body)
-	// The second block starts on line 14 of the adapted file (6 lines of
-	// global options, the site line, the jwt_grant line, then the body).
-	if err == nil || !strings.Contains(err.Error(), "line 14") {
-		t.Fatalf("error %v does not name line 14", err)
+	// The second block is the body's line 6, after the global options, the
+	// site line and the jwt_grant line.
+	want := fmt.Sprintf("line %d", strings.Count(globalOptions, "\n")+2+6)
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("error %v does not name %s", err, want)
 	}
 }
 

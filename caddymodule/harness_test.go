@@ -68,6 +68,9 @@ const globalOptions = `{
 	auto_https off
 	persist_config off
 	skip_install_trust
+	log {
+		output discard
+	}
 }
 `
 
