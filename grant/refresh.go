@@ -14,7 +14,7 @@ func (s *Server) refresh(ctx context.Context, tenant *Tenant, form url.Values, c
 	if !ok || raw[0] == "" {
 		return nil, invalidRequest("missing_refresh_token", "refresh_token is required")
 	}
-	client, oerr := s.authenticateClient(ctx, tenant, creds)
+	client, clientMarks, oerr := s.authenticateForGrant(ctx, tenant, creds)
 	if oerr != nil {
 		return nil, oerr
 	}
@@ -58,6 +58,7 @@ func (s *Server) refresh(ctx context.Context, tenant *Tenant, form url.Values, c
 	g := &grantee{
 		tenant: rec.Tenant, sub: rec.Sub, clientID: rec.ClientID, assertionIss: rec.AssertionIss,
 		claims: rec.Claims, aud: rec.Aud, chain: rec.Chain, firstScope: rec.Scope, rotate: hash,
+		clientMarks: clientMarks,
 	}
 	return s.issue(ctx, client, g, scope, nil, now)
 }

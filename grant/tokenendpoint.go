@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -164,11 +165,6 @@ func (s *Server) authenticateClient(ctx context.Context, tenant *Tenant, c crede
 	return client, nil
 }
 
-// authenticateClientAssertion is private_key_jwt (RFC 7523 §2.2).
-func (s *Server) authenticateClientAssertion(ctx context.Context, tenant *Tenant, c credentials) (*Client, *Error) {
-	return nil, invalidClient("unsupported_client_auth", "private_key_jwt is not supported")
-}
-
 // jwtBearer is the JWT bearer grant (RFC 7523 §2.1, SPEC §3.1).
 func (s *Server) jwtBearer(ctx context.Context, tenant *Tenant, form url.Values, creds credentials, d *decision) (*tokenResponse, *Error) {
 	raw, ok := form["assertion"]
@@ -188,9 +184,9 @@ func (s *Server) jwtBearer(ctx context.Context, tenant *Tenant, form url.Values,
 			return nil, invalidClient("no_client_auth", "client authentication is required")
 		}
 		d.client = issuer.Issuer
-		return s.exchange(ctx, tenant, nil, p, issuer, form, d)
+		return s.exchange(ctx, tenant, nil, nil, p, issuer, form, d)
 	}
-	client, oerr := s.authenticateClient(ctx, tenant, creds)
+	client, clientMarks, oerr := s.authenticateForGrant(ctx, tenant, creds)
 	if oerr != nil {
 		return nil, oerr
 	}
@@ -210,12 +206,13 @@ func (s *Server) jwtBearer(ctx context.Context, tenant *Tenant, form url.Values,
 		d.issuer = issuer.Name
 		return nil, unauthorizedClient("issuer_not_allowed", "client may not use assertions of this issuer")
 	}
-	return s.exchange(ctx, tenant, client, p, issuer, form, d)
+	return s.exchange(ctx, tenant, client, clientMarks, p, issuer, form, d)
 }
 
 // exchange validates the assertion against its issuer, decides the scope
-// and issues the tokens. client is nil for an assertion-only request.
-func (s *Server) exchange(ctx context.Context, tenant *Tenant, client *Client, p *ParsedAssertion, issuer *Issuer, form url.Values, d *decision) (*tokenResponse, *Error) {
+// and issues the tokens. client is nil for an assertion-only request;
+// clientMarks are its client assertion's replay marks.
+func (s *Server) exchange(ctx context.Context, tenant *Tenant, client *Client, clientMarks []Mark, p *ParsedAssertion, issuer *Issuer, form url.Values, d *decision) (*tokenResponse, *Error) {
 	d.issuer = issuer.Name
 	now := s.now()
 	a, oerr := p.Validate(ctx, issuer, &s.cfg.Policy, s.audiences, tenant.Domain, now)
@@ -250,6 +247,7 @@ func (s *Server) exchange(ctx context.Context, tenant *Tenant, client *Client, p
 		assertionIss: issuer.Issuer,
 		claims:       a.Claims,
 		clientID:     issuer.Issuer,
+		clientMarks:  clientMarks,
 	}
 	if client != nil {
 		g.clientID = client.ID
@@ -271,6 +269,9 @@ type grantee struct {
 	aud               []string
 	chain, firstScope string
 	rotate            string
+	// clientMarks are the replay marks of the request's client assertion,
+	// claimed with the grant's marks once every other check passed.
+	clientMarks []Mark
 }
 
 // ttls returns the access and refresh token lifetimes for client (nil for
@@ -338,15 +339,23 @@ func (s *Server) issue(ctx context.Context, client *Client, g *grantee, scope []
 		}
 	}
 	if g.rotate != "" {
+		// Rotate claims no marks; the refresh token is the grant's own
+		// replay guard, and a client assertion's mark is claimed just before.
+		if len(g.clientMarks) > 0 {
+			if oerr := s.claimClientMarks(ctx, g.tenant, g.clientID, g.clientMarks); oerr != nil {
+				return nil, oerr
+			}
+		}
 		err = s.cfg.Store.Rotate(ctx, g.rotate, is)
 	} else {
+		is.Marks = append(slices.Clip(marks), g.clientMarks...)
 		err = s.cfg.Store.Issue(ctx, is)
 	}
 	switch {
 	case err == nil:
 		return resp, nil
 	case errors.Is(err, ErrReplay):
-		return nil, invalidGrant("replay", "assertion has already been used")
+		return nil, s.replayError(ctx, g.tenant, g.clientID, g.clientMarks)
 	case errors.Is(err, ErrRefreshReuse):
 		return nil, invalidGrant("refresh_reuse", "refresh token has already been used; its grant is revoked")
 	case errors.Is(err, ErrNotFound):

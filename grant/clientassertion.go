@@ -1,0 +1,185 @@
+package grant
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+)
+
+// private_key_jwt client authentication (RFC 7523 §2.2, RFC 7521 §4.2,
+// SPEC §3.1). A client assertion is checked like a grant assertion, by the
+// same functions of assertion.go, with these differences: the client is
+// both its iss and its sub; its keys are the client's; jti is required and
+// replay-checked in the "client" namespace; and every failure is the
+// client's, 401 invalid_client, never invalid_grant.
+
+// MarkClaimer is implemented by a Store that can claim replay marks
+// without issuing tokens: set-if-absent of every mark, all or none, and
+// ErrReplay when one already exists. A client assertion at an endpoint
+// that issues nothing (introspection, revocation) or that rotates a
+// refresh token needs it; for a store without it the marks are claimed by
+// an issuance whose access record belongs to no token (see claimMarks).
+type MarkClaimer interface {
+	ClaimMarks(ctx context.Context, marks []Mark) error
+}
+
+// authenticateClientAssertion is private_key_jwt for an endpoint that
+// issues nothing: the assertion's replay mark is claimed at once.
+func (s *Server) authenticateClientAssertion(ctx context.Context, tenant *Tenant, c credentials) (*Client, *Error) {
+	client, mark, oerr := s.verifyClientAssertion(ctx, tenant, c)
+	if oerr != nil {
+		return nil, oerr
+	}
+	if oerr := s.claimClientMarks(ctx, tenant.Domain, client.ID, []Mark{*mark}); oerr != nil {
+		return nil, oerr
+	}
+	return client, nil
+}
+
+// authenticateForGrant authenticates the client of a token request. A
+// client assertion's replay mark is returned rather than claimed: the
+// store claims it with the grant's own marks and records, so that a
+// request failing after client authentication leaves the client's jti
+// unused.
+func (s *Server) authenticateForGrant(ctx context.Context, tenant *Tenant, c credentials) (*Client, []Mark, *Error) {
+	if c.method != "private_key_jwt" {
+		client, oerr := s.authenticateClient(ctx, tenant, c)
+		return client, nil, oerr
+	}
+	client, mark, oerr := s.verifyClientAssertion(ctx, tenant, c)
+	if oerr != nil {
+		return nil, nil, oerr
+	}
+	return client, []Mark{*mark}, nil
+}
+
+// verifyClientAssertion runs every check of a client assertion but the
+// replay claim, and returns the client and the mark to claim.
+func (s *Server) verifyClientAssertion(ctx context.Context, tenant *Tenant, c credentials) (*Client, *Mark, *Error) {
+	t, oerr := parseCompactJWS(c.assertion)
+	if oerr != nil {
+		return nil, nil, clientAssertionError(oerr)
+	}
+	iss, _, ok := t.stringClaim("iss")
+	if !ok || iss == "" {
+		return nil, nil, invalidClient("client_missing_iss", "client assertion iss is missing")
+	}
+	// RFC 7521 §4.2: client_id, when sent, names the same client.
+	if c.id != "" && c.id != iss {
+		return nil, nil, invalidClient("client_id_mismatch", "client_id does not match the client assertion")
+	}
+	client := tenant.Clients[iss]
+	switch {
+	case client == nil:
+		return nil, nil, invalidClient("unknown_client", "client authentication failed")
+	case client.Keys == nil:
+		// A client with a secret authenticates with it, never with a key:
+		// accepting both would give it two credentials to lose.
+		return nil, nil, invalidClient("client_auth_method", "client may not use private_key_jwt")
+	}
+	if oerr := checkSignature(ctx, t, client.Keys, DefaultAlgorithms); oerr != nil {
+		return nil, nil, clientAssertionError(oerr)
+	}
+	if sub, _, ok := t.stringClaim("sub"); !ok || sub != iss {
+		return nil, nil, invalidClient("client_sub_mismatch", "client assertion sub must equal its iss")
+	}
+	// A client assertion is for this server only: no issuer aliases.
+	if oerr := checkAudience(t, s.audiences, nil); oerr != nil {
+		return nil, nil, clientAssertionError(oerr)
+	}
+	exp, oerr := checkTimes(t, &s.cfg.Policy, s.now())
+	if oerr != nil {
+		return nil, nil, clientAssertionError(oerr)
+	}
+	jti, oerr := checkJTI(t, true)
+	if oerr != nil {
+		return nil, nil, clientAssertionError(oerr)
+	}
+	return client, &Mark{
+		Key:   ReplayMarkKey("client", tenant.Domain, client.ID, jti),
+		Until: unixTime(exp).Add(s.cfg.Policy.ClockSkew),
+	}, nil
+}
+
+// clientAssertionError turns the answer of a shared assertion check into
+// the client's failure. An outage of the client's key source stays a 503:
+// the client is not at fault.
+func clientAssertionError(e *Error) *Error {
+	if e.Code == CodeTemporarilyUnavailable {
+		return e
+	}
+	desc := e.Description
+	if strings.HasPrefix(desc, "assertion ") {
+		desc = "client " + desc
+	} else {
+		desc = "client assertion: " + desc
+	}
+	return invalidClient("client_"+e.Reason, desc)
+}
+
+// claimClientMarks claims client assertion marks on their own, after
+// every other check of the request passed. It answers a replay with
+// invalid_client.
+func (s *Server) claimClientMarks(ctx context.Context, tenant, clientID string, marks []Mark) *Error {
+	err := s.claimMarks(ctx, tenant, clientID, marks)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrReplay):
+		return clientReplay()
+	}
+	return s.storeError("claim_marks", err)
+}
+
+func clientReplay() *Error {
+	return invalidClient("client_replay", "client assertion has already been used")
+}
+
+// claimMarks sets marks if absent, all or none. A store that cannot claim
+// marks alone gets an issuance of an access record under the hash of a
+// random token nobody holds: it can never be presented, and it expires
+// with the last mark.
+func (s *Server) claimMarks(ctx context.Context, tenant, clientID string, marks []Mark) error {
+	if mc, ok := s.cfg.Store.(MarkClaimer); ok {
+		return mc.ClaimMarks(ctx, marks)
+	}
+	now := s.now()
+	until := now
+	for _, m := range marks {
+		if m.Until.After(until) {
+			until = m.Until
+		}
+	}
+	return s.cfg.Store.Issue(ctx, &Issuance{
+		Marks:      marks,
+		AccessHash: HashToken(randomToken()),
+		Access: &AccessRecord{
+			V: RecordVersion, ClientID: clientID, Aud: []string{}, Iss: s.cfg.IssuerURL,
+			Iat: now.Unix(), Exp: until.Unix() + 1, Tenant: tenant,
+			Claims: map[string]json.RawMessage{},
+		},
+	})
+}
+
+// replayError answers a store's ErrReplay for an issuance that claimed
+// clientMarks together with the grant's marks. The store does not say
+// which mark existed; a replayed client assertion is the client's
+// failure (invalid_client) and comes first, as client authentication
+// does. Claiming the client marks alone tells: if they are new, it was
+// the grant assertion, and the client's jti is spent on a request that
+// replayed a grant assertion, which an honest client does not send.
+func (s *Server) replayError(ctx context.Context, tenant, clientID string, clientMarks []Mark) *Error {
+	grantReplay := invalidGrant("replay", "assertion has already been used")
+	if len(clientMarks) == 0 {
+		return grantReplay
+	}
+	err := s.claimMarks(ctx, tenant, clientID, clientMarks)
+	switch {
+	case errors.Is(err, ErrReplay):
+		return clientReplay()
+	case err != nil:
+		return s.storeError("claim_marks", err)
+	}
+	return grantReplay
+}
