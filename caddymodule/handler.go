@@ -6,7 +6,6 @@ package caddymodule
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -227,9 +226,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		cfg.RefreshTokenTTL = time.Duration(*h.RefreshTokenTTL)
 	}
 	if h.TokenFormat == "jwt" {
-		return errors.New("token_format jwt is not supported yet")
+		minter, err := grant.LoadJWTMinter(caddy.NewReplacer().ReplaceKnown(h.SigningKey, ""))
+		if err != nil {
+			return fmt.Errorf("signing_key: %w", err)
+		}
+		cfg.Minter = minter
+	} else {
+		// Opaque tokens have no keys to publish.
+		cfg.JWKSPath = ""
 	}
-	cfg.JWKSPath = ""
 
 	tenants := append([]TenantConfig{{Issuers: h.Issuers, Clients: h.Clients}}, h.Tenants...)
 	for _, tc := range tenants {
