@@ -43,15 +43,24 @@ func (s *Server) refresh(ctx context.Context, tenant *Tenant, form url.Values, c
 		}
 		return nil, invalidGrant("refresh_reuse", "refresh token has already been used; its grant is revoked")
 	}
+	// The chain lives only as long as the configuration that began it
+	// still trusts its assertion's issuer for this client: removing an
+	// issuer, or a client's right to it, ends its refresh chains too.
+	issuer := tenant.Issuers[rec.AssertionIss]
+	if issuer == nil || (client.Issuers != nil && !contains(client.Issuers, issuer.Name)) {
+		return nil, invalidGrant("issuer_no_longer_trusted", "refresh token is no longer valid")
+	}
+	d.issuer = issuer.Name
 	first := splitScope(rec.Scope)
 	scope := first
 	if v, ok := form["scope"]; ok {
-		if scope, oerr = grantScope(splitScope(v[0]), first, client.Scopes); oerr != nil {
+		if scope, oerr = grantScope(splitScope(v[0]), first, client.Scopes, issuer.Scopes); oerr != nil {
 			return nil, oerr
 		}
-	} else if client.Scopes != nil {
-		// The client's scopes may have been narrowed since the chain began.
-		if scope, oerr = grantScope(first, client.Scopes); oerr != nil {
+	} else if client.Scopes != nil || issuer.Scopes != nil {
+		// The client's or issuer's scopes may have been narrowed since the
+		// chain began.
+		if scope, oerr = grantScope(first, client.Scopes, issuer.Scopes); oerr != nil {
 			return nil, oerr
 		}
 	}
