@@ -52,33 +52,40 @@ func ParsePublicKeys(data []byte) ([]crypto.PublicKey, error) {
 }
 
 func parsePEMPublicKeys(data []byte) ([]crypto.PublicKey, error) {
-	var keys []crypto.PublicKey
-	rest := data
-	for n := 1; ; n++ {
+	var blocks []*pem.Block
+	for rest := data; ; {
 		var block *pem.Block
 		block, rest = pem.Decode(rest)
 		if block == nil {
 			break
 		}
-		pub, err := parsePEMPublicBlock(block)
-		if err != nil {
-			return nil, fmt.Errorf("pem block %d (%s): %w", n, block.Type, err)
-		}
-		keys = append(keys, pub)
+		blocks = append(blocks, block)
 	}
 	// pem.Decode silently skips a block it cannot decode (a missing END
 	// line, bad base64), which would quietly drop a key from a rotation
 	// set; every BEGIN line must have produced a block.
-	if begins := bytes.Count(data, pemBegin); begins != len(keys) {
-		return nil, fmt.Errorf("malformed pem data: %d BEGIN lines but %d decodable blocks", begins, len(keys))
+	if begins := bytes.Count(data, pemBegin); begins != len(blocks) {
+		return nil, fmt.Errorf("malformed pem data: %d BEGIN lines but %d decodable blocks", begins, len(blocks))
+	}
+	// A private key anywhere in the file is the mistake to report, even
+	// when another block (openssl's EC PARAMETERS) comes first.
+	for i, block := range blocks {
+		if isPrivateKeyPEMType(block.Type) {
+			return nil, fmt.Errorf("pem block %d (%s): this is a private key; give the certificate or public key instead, and keep the private key secret", i+1, block.Type)
+		}
+	}
+	keys := make([]crypto.PublicKey, 0, len(blocks))
+	for i, block := range blocks {
+		pub, err := parsePEMPublicBlock(block)
+		if err != nil {
+			return nil, fmt.Errorf("pem block %d (%s): %w", i+1, block.Type, err)
+		}
+		keys = append(keys, pub)
 	}
 	return keys, nil
 }
 
 func parsePEMPublicBlock(block *pem.Block) (crypto.PublicKey, error) {
-	if isPrivateKeyPEMType(block.Type) {
-		return nil, errors.New("this is a private key; give the certificate or public key instead, and keep the private key secret")
-	}
 	var (
 		pub crypto.PublicKey
 		err error

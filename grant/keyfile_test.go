@@ -257,6 +257,7 @@ func TestParsePublicKeysRejectsPrivateKeysSayingSo(t *testing.T) {
 		{"pem openssh private key", kfPEM("OPENSSH PRIVATE KEY", []byte("opaque"))},
 		{"der pkcs1 rsa private key", x509.MarshalPKCS1PrivateKey(rsaKey)},
 		{"der ec private key", ecDER},
+		{"openssl ecparam output", append(kfPEM("EC PARAMETERS", []byte{0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07}), kfPEM("EC PRIVATE KEY", ecDER)...)},
 		{"certificate followed by its private key", append(kfPEM("CERTIFICATE", kfSelfSigned(t, ecKey, "x")), kfPEM("EC PRIVATE KEY", ecDER)...)},
 	}
 	for _, fam := range fams {
