@@ -125,7 +125,8 @@ func (a *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 
 // userPlaceholders provides {http.auth.user.*} from a token record:
 // id (the subject), client_id, scope, tenant and claim.NAME for every
-// copied claim, a string claim as its value and any other as its JSON.
+// copied claim, a string claim as its value and any other as its JSON
+// (an absent claim is empty).
 func userPlaceholders(rec *grant.AccessRecord) caddy.ReplacerFunc {
 	return func(key string) (any, bool) {
 		name, ok := strings.CutPrefix(key, "http.auth.user.")
@@ -148,7 +149,9 @@ func userPlaceholders(rec *grant.AccessRecord) caddy.ReplacerFunc {
 		}
 		raw, ok := rec.Claims[claim]
 		if !ok {
-			return nil, false
+			// Known but empty: a token without the claim must not leave
+			// the placeholder's text in a response or header.
+			return "", true
 		}
 		if len(raw) > 0 && raw[0] == '"' {
 			var s string
