@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 )
 
 // spec is xcaddy.json.
@@ -28,6 +29,28 @@ func main() {
 		fmt.Fprintln(os.Stderr, "xbuild:", err)
 		os.Exit(1)
 	}
+}
+
+// localProxyChain is the GOPROXY for a build with a local replacement.
+// xcaddy runs `go get` on the replaced module, which asks the proxy for its
+// versions first; a proxy that answers anything but 404/410 for a module it
+// does not have (some answer 403) stops a ","-separated chain. Chaining
+// with "|" and ending in "off" lets that lookup fail softly, so the go
+// command falls back to the local replacement, while every real module
+// still comes from the configured proxies.
+func localProxyChain() string {
+	out, err := exec.Command("go", "env", "GOPROXY").Output()
+	chain := strings.TrimSpace(string(out))
+	if err != nil || chain == "" || chain == "off" {
+		chain = "https://proxy.golang.org"
+	}
+	var kept []string
+	for _, p := range strings.FieldsFunc(chain, func(r rune) bool { return r == ',' || r == '|' }) {
+		if p != "direct" && p != "off" {
+			kept = append(kept, p)
+		}
+	}
+	return strings.Join(append(kept, "off"), "|")
 }
 
 func run() error {
@@ -61,6 +84,7 @@ func run() error {
 		args = append(args, "--with", with)
 	}
 	cmd := exec.Command("go", args...)
+	cmd.Env = append(os.Environ(), "GOPROXY="+localProxyChain())
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	fmt.Println("go", args)
 	return cmd.Run()
