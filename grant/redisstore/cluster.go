@@ -1,0 +1,159 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant"
+)
+
+// releaseTimeout bounds the clean-up of a failed Issue, which runs even
+// when the request's own deadline has passed.
+const releaseTimeout = time.Second
+
+// The cluster variants of the writes: sequences of single-key commands and
+// scripts, as the package documentation explains.
+
+func (s *Store) clusterIssue(ctx context.Context, is *grant.Issuance, e *encoded, chainKey string) error {
+	for i, m := range is.Marks {
+		key := s.markKey(m.Key)
+		err := s.c.Do(ctx, "set", key, is.AccessHash, "nx", "pxat", m.Until.UnixMilli()).Err()
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, redis.Nil) {
+			s.release(ctx, is, i)
+			return unavailable(err)
+		}
+		// Held already: by this very grant if a lost reply was retried.
+		owner, err := s.c.Get(ctx, key).Result()
+		if err == nil && owner == is.AccessHash {
+			continue
+		}
+		s.release(ctx, is, i)
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return unavailable(err)
+		}
+		return grant.ErrReplay
+	}
+	if err := s.clusterWrite(ctx, e, chainKey); err != nil {
+		return unavailable(err)
+	}
+	return nil
+}
+
+// release gives up the first n marks of is, best effort: a mark left behind
+// only refuses a grant that failed anyway.
+func (s *Store) release(ctx context.Context, is *grant.Issuance, n int) {
+	// The request's context may be what failed; releasing must not.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	defer cancel()
+	for _, m := range is.Marks[:n] {
+		_ = releaseScript.Run(ctx, s.c, []string{s.markKey(m.Key)}, is.AccessHash).Err()
+	}
+}
+
+func (s *Store) clusterRotate(ctx context.Context, oldHash string, next *grant.Issuance, e *encoded) error {
+	oldKey := s.rtKey(oldHash)
+	res, err := claimScript.Run(ctx, s.c, []string{oldKey}, claimant(next)).Slice()
+	if err != nil {
+		return unavailable(err)
+	}
+	code, _ := res[0].(int64)
+	chain, _ := res[1].(string)
+	chainKey := ""
+	if chain != "" {
+		chainKey = s.chainKey(chain)
+	}
+	switch code {
+	case codeOK:
+		if err := s.clusterWrite(ctx, e, chainKey); err != nil {
+			return unavailable(err)
+		}
+		if chainKey != "" {
+			s.clusterPrune(ctx, chainKey)
+		}
+		return nil
+	case codeReuse:
+		if chainKey != "" {
+			if err := s.clusterRevokeChain(ctx, chain); err != nil {
+				return err
+			}
+		}
+		if err := s.c.Del(ctx, oldKey).Err(); err != nil {
+			return unavailable(err)
+		}
+	}
+	return rotateResult(code)
+}
+
+// clusterWrite writes e's records and files them in the chain, in one
+// pipeline that the client splits by node.
+func (s *Store) clusterWrite(ctx context.Context, e *encoded, chainKey string) error {
+	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Do(ctx, "set", e.atKey, e.atJSON, "exat", e.atExp)
+		if e.rtKey != "" {
+			p.Do(ctx, "set", e.rtKey, e.rtJSON, "exat", e.rtExp)
+		}
+		if chainKey != "" {
+			if e.rtKey != "" {
+				p.SAdd(ctx, chainKey, e.atKey, e.rtKey)
+			} else {
+				p.SAdd(ctx, chainKey, e.atKey)
+			}
+			p.Do(ctx, "expireat", chainKey, e.chainExp, "nx")
+			p.Do(ctx, "expireat", chainKey, e.chainExp, "gt")
+		}
+		return nil
+	})
+	return err
+}
+
+// clusterPrune is the cluster's version of the scripts' prune: best effort,
+// as it only bounds the set's size.
+func (s *Store) clusterPrune(ctx context.Context, chainKey string) {
+	sample, err := s.c.SRandMemberN(ctx, chainKey, 4).Result()
+	if err != nil || len(sample) == 0 {
+		return
+	}
+	exists := make([]*redis.IntCmd, len(sample))
+	_, _ = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range sample {
+			exists[i] = p.Exists(ctx, k)
+		}
+		return nil
+	})
+	var gone []any
+	for i, c := range exists {
+		if n, err := c.Result(); err == nil && n == 0 {
+			gone = append(gone, sample[i])
+		}
+	}
+	if len(gone) > 0 {
+		_ = s.c.SRem(ctx, chainKey, gone...).Err()
+	}
+}
+
+// clusterRevokeChain deletes a chain's members one key at a time, as they
+// live in different slots, then the set.
+func (s *Store) clusterRevokeChain(ctx context.Context, chain string) error {
+	chainKey := s.chainKey(chain)
+	members, err := s.c.SMembers(ctx, chainKey).Result()
+	if err != nil {
+		return unavailable(err)
+	}
+	_, err = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, k := range members {
+			p.Del(ctx, k)
+		}
+		p.Del(ctx, chainKey)
+		return nil
+	})
+	if err != nil {
+		return unavailable(err)
+	}
+	return nil
+}

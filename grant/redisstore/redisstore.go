@@ -1,0 +1,342 @@
+// Package redisstore is the grant.Store on Redis (7.0 or later): tokens
+// survive restarts and config reloads, and every Caddy instance pointed at
+// the same Redis sees the same tokens. Downstream services may read access
+// records directly (SPEC §4).
+//
+// # Key layout
+//
+// Every key starts with Options.KeyPrefix (default "jwtgrant:"):
+//
+//	at:{hash}   access record: the JSON of grant.AccessRecord; Redis expiry at its exp
+//	rt:{hash}   refresh record: the JSON of grant.RefreshRecord; expiry at its exp.
+//	            Rotation appends "rotated":true and "rotated_to":{hash of the token
+//	            the rotation issued} to the JSON and keeps the expiry.
+//	ch:{chain}  a SET of the full keys (prefix included) of every at: and rt: key
+//	            issued in the refresh chain; its expiry is pushed to the latest exp
+//	            of its members, so revoking the chain finds them all while any lives
+//	jti:{mark}  replay mark: a string holding the access hash of the grant that
+//	            claimed it; expiry at Mark.Until (millisecond precision)
+//
+// {hash} is hex(sha256(token)); tokens are never stored in clear.
+//
+// # Atomicity
+//
+// On a single node or behind sentinels, every write is one Lua script, so
+// one round trip and atomic: Issue checks all marks before it sets any, so
+// a replay writes nothing; Rotate reads the old refresh record (decoding it
+// with cjson), and either marks it rotated and writes the next tokens or,
+// if it was rotated already, deletes every key of its chain; RevokeChain
+// deletes the chain's members and the set. Rotation marks the record by
+// editing its JSON text rather than re-encoding it with cjson, which would
+// turn an empty "aud" array into an object and round large numbers.
+//
+// The scripts are idempotent for the same arguments, because the client
+// library retries a command whose reply was lost (a timeout or a broken
+// connection after it was sent): a mark already held by the same access
+// hash, or a refresh record already rotated to the same token, means the
+// first attempt succeeded. Tokens are fresh random values, so a genuine
+// replay or reuse never matches.
+//
+// # Cluster
+//
+// Several addresses without a master name make a cluster client. Its keys
+// hash to different slots, so multi-key scripts are impossible (CROSSSLOT)
+// and each operation is a short sequence instead, keeping the guarantees
+// that matter: Issue claims every replay mark with SET NX before writing
+// anything (on a replay it releases the marks it took and writes no
+// record), and Rotate decides with a one-key script on the old refresh
+// record, so that exactly one of concurrent rotations wins. What is given
+// up is all-or-nothing: a failure part-way through Issue or Rotate can
+// leave marks claimed, or a rotated token whose successors were not
+// written, and a revocation racing a rotation of the same chain may miss
+// the token that rotation writes. The client then gets an error and
+// signs in again.
+package redisstore
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant"
+)
+
+// dialAttempts is how often one connection attempt is made before the
+// command fails over to its own retries (three, with backoff from 8 ms):
+// the library's default of five attempts 100 ms apart, on every retry,
+// would hold each request of an outage for seconds before its 503. After
+// as many failed dials as the pool has connections, the library fails at
+// once and probes once a second, so the store recovers within about a
+// second of Redis coming back.
+const dialAttempts = 1
+
+// Store is a grant.Store on Redis, safe for concurrent use.
+type Store struct {
+	c       redis.UniversalClient
+	prefix  string
+	cluster bool
+}
+
+var _ grant.Store = (*Store)(nil)
+
+// New creates a Store without touching the network: the client dials on
+// first use, so a Redis that is down at start-up delays nothing and is
+// reported per request as grant.ErrUnavailable.
+func New(opts Options) (*Store, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	prefix := opts.KeyPrefix
+	if prefix == "" {
+		prefix = DefaultKeyPrefix
+	}
+	var tlsConf *tls.Config
+	if opts.TLS {
+		// The server name is taken from each address as it is dialled.
+		tlsConf = &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: opts.InsecureSkipVerify}
+	}
+	// Maintenance notifications are a Redis Enterprise feature; probing for
+	// them on every connection to an open-source Redis only costs time (the
+	// sentinel client never probes).
+	maint := &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	s := &Store{prefix: prefix}
+	switch opts.mode() {
+	case "sentinel":
+		s.c = redis.NewFailoverClient(&redis.FailoverOptions{
+			MasterName: opts.MasterName, SentinelAddrs: opts.Addrs,
+			Username: opts.Username, Password: opts.Password, DB: opts.DB, TLSConfig: tlsConf,
+			DialTimeout: opts.DialTimeout, ReadTimeout: opts.ReadTimeout, WriteTimeout: opts.WriteTimeout,
+			DialerRetries: dialAttempts, ContextTimeoutEnabled: true, PoolSize: opts.PoolSize,
+		})
+	case "cluster":
+		s.cluster = true
+		s.c = redis.NewClusterClient(&redis.ClusterOptions{
+			Addrs:    opts.Addrs,
+			Username: opts.Username, Password: opts.Password, TLSConfig: tlsConf,
+			DialTimeout: opts.DialTimeout, ReadTimeout: opts.ReadTimeout, WriteTimeout: opts.WriteTimeout,
+			DialerRetries: dialAttempts, ContextTimeoutEnabled: true, PoolSize: opts.PoolSize, MaintNotificationsConfig: maint,
+		})
+	default:
+		s.c = redis.NewClient(&redis.Options{
+			Addr:     opts.Addrs[0],
+			Username: opts.Username, Password: opts.Password, DB: opts.DB, TLSConfig: tlsConf,
+			DialTimeout: opts.DialTimeout, ReadTimeout: opts.ReadTimeout, WriteTimeout: opts.WriteTimeout,
+			DialerRetries: dialAttempts, ContextTimeoutEnabled: true, PoolSize: opts.PoolSize, MaintNotificationsConfig: maint,
+		})
+	}
+	return s, nil
+}
+
+// Close closes the client and its connections.
+func (s *Store) Close() error { return s.c.Close() }
+
+// unavailable marks a failure to get an answer from Redis. The cause stays
+// reachable too, so that a caller can tell its own cancelled context from
+// an outage.
+func unavailable(err error) error { return fmt.Errorf("%w: %w", grant.ErrUnavailable, err) }
+
+func (s *Store) atKey(hash string) string     { return s.prefix + "at:" + hash }
+func (s *Store) rtKey(hash string) string     { return s.prefix + "rt:" + hash }
+func (s *Store) chainKey(chain string) string { return s.prefix + "ch:" + chain }
+func (s *Store) markKey(mark string) string   { return s.prefix + "jti:" + mark }
+func itoa(n int64) string                     { return strconv.FormatInt(n, 10) }
+func chainExp(is *grant.Issuance) (exp int64) { return max(is.Access.Exp, refreshExp(is)) }
+
+func refreshExp(is *grant.Issuance) int64 {
+	if is.Refresh == nil {
+		return 0
+	}
+	return is.Refresh.Exp
+}
+
+// Access implements grant.Store.
+func (s *Store) Access(ctx context.Context, hash string) (*grant.AccessRecord, error) {
+	b, err := s.get(ctx, s.atKey(hash))
+	if err != nil {
+		return nil, err
+	}
+	rec := new(grant.AccessRecord)
+	if err := json.Unmarshal(b, rec); err != nil {
+		return nil, fmt.Errorf("redisstore: malformed access record: %w", err)
+	}
+	return rec, nil
+}
+
+// Refresh implements grant.Store.
+func (s *Store) Refresh(ctx context.Context, hash string) (*grant.RefreshRecord, error) {
+	b, err := s.get(ctx, s.rtKey(hash))
+	if err != nil {
+		return nil, err
+	}
+	rec := new(grant.RefreshRecord)
+	if err := json.Unmarshal(b, rec); err != nil {
+		return nil, fmt.Errorf("redisstore: malformed refresh record: %w", err)
+	}
+	return rec, nil
+}
+
+func (s *Store) get(ctx context.Context, key string) ([]byte, error) {
+	b, err := s.c.Get(ctx, key).Bytes()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return nil, grant.ErrNotFound
+	case err != nil:
+		return nil, unavailable(err)
+	}
+	return b, nil
+}
+
+// RevokeAccess implements grant.Store. The key stays listed in its chain
+// set; deleting a missing key later is harmless.
+func (s *Store) RevokeAccess(ctx context.Context, hash string) error {
+	if err := s.c.Del(ctx, s.atKey(hash)).Err(); err != nil {
+		return unavailable(err)
+	}
+	return nil
+}
+
+// RevokeChain implements grant.Store.
+func (s *Store) RevokeChain(ctx context.Context, chain string) error {
+	if s.cluster {
+		return s.clusterRevokeChain(ctx, chain)
+	}
+	if err := revokeChainScript.Run(ctx, s.c, []string{s.chainKey(chain)}).Err(); err != nil {
+		return unavailable(err)
+	}
+	return nil
+}
+
+// encoded is an issuance ready for Redis: its records as JSON and the keys
+// they go to.
+type encoded struct {
+	atKey, rtKey   string // rtKey is "" without refresh token
+	atJSON, rtJSON []byte
+	atExp, rtExp   string
+	chainExp       string
+}
+
+func (s *Store) encode(is *grant.Issuance) (*encoded, error) {
+	e := &encoded{atKey: s.atKey(is.AccessHash), atExp: itoa(is.Access.Exp), chainExp: itoa(chainExp(is))}
+	var err error
+	if e.atJSON, err = json.Marshal(is.Access); err != nil {
+		return nil, fmt.Errorf("redisstore: encoding access record: %w", err)
+	}
+	if is.Refresh != nil {
+		e.rtKey, e.rtExp = s.rtKey(is.RefreshHash), itoa(is.Refresh.Exp)
+		if e.rtJSON, err = json.Marshal(is.Refresh); err != nil {
+			return nil, fmt.Errorf("redisstore: encoding refresh record: %w", err)
+		}
+	}
+	return e, nil
+}
+
+// Issue implements grant.Store. The access record's chain is the refresh
+// record's when there is one, else Access.Chain (which may be "": none).
+func (s *Store) Issue(ctx context.Context, is *grant.Issuance) error {
+	if err := validate(is, true); err != nil {
+		return err
+	}
+	e, err := s.encode(is)
+	if err != nil {
+		return err
+	}
+	chain := is.Access.Chain
+	if is.Refresh != nil {
+		chain = is.Refresh.Chain
+	}
+	chainKey := ""
+	if chain != "" {
+		chainKey = s.chainKey(chain)
+	}
+	if s.cluster {
+		return s.clusterIssue(ctx, is, e, chainKey)
+	}
+	keys := make([]string, 0, 3+len(is.Marks))
+	keys = append(keys, e.atKey, e.rtKey, chainKey)
+	args := make([]any, 0, 6+len(is.Marks))
+	args = append(args, e.atJSON, e.atExp, e.rtJSON, e.rtExp, e.chainExp, is.AccessHash)
+	for _, m := range is.Marks {
+		keys = append(keys, s.markKey(m.Key))
+		args = append(args, m.Until.UnixMilli())
+	}
+	code, err := issueScript.Run(ctx, s.c, keys, args...).Int64()
+	if err != nil {
+		return unavailable(err)
+	}
+	if code == codeReplay {
+		return grant.ErrReplay
+	}
+	return nil
+}
+
+// Rotate implements grant.Store. The next tokens join the chain of the
+// rotated token, whatever chain next's records name.
+func (s *Store) Rotate(ctx context.Context, oldHash string, next *grant.Issuance) error {
+	if err := validate(next, false); err != nil {
+		return err
+	}
+	e, err := s.encode(next)
+	if err != nil {
+		return err
+	}
+	if s.cluster {
+		return s.clusterRotate(ctx, oldHash, next, e)
+	}
+	code, err := rotateScript.Run(ctx, s.c, []string{s.rtKey(oldHash), e.atKey, e.rtKey},
+		s.prefix, e.atJSON, e.atExp, e.rtJSON, e.rtExp, e.chainExp, claimant(next)).Int64()
+	if err != nil {
+		return unavailable(err)
+	}
+	return rotateResult(code)
+}
+
+func rotateResult(code int64) error {
+	switch code {
+	case codeOK:
+		return nil
+	case codeNotFound:
+		return grant.ErrNotFound
+	case codeReuse:
+		return grant.ErrRefreshReuse
+	}
+	return fmt.Errorf("%w: unexpected script result %d", grant.ErrUnavailable, code)
+}
+
+// claimant identifies a rotation by the fresh hash of the token it issues.
+func claimant(next *grant.Issuance) string {
+	if next.RefreshHash != "" {
+		return next.RefreshHash
+	}
+	return next.AccessHash
+}
+
+// validate rejects an issuance no store could write faithfully; these are
+// programming errors of the caller, not outages.
+func validate(is *grant.Issuance, withMarks bool) error {
+	switch {
+	case is == nil || is.Access == nil:
+		return errors.New("redisstore: issuance has no access record")
+	case is.AccessHash == "":
+		return errors.New("redisstore: issuance has no access token hash")
+	case (is.Refresh == nil) != (is.RefreshHash == ""):
+		return errors.New("redisstore: refresh token hash and record must come together")
+	case is.Refresh != nil && is.Refresh.Chain == "":
+		return errors.New("redisstore: refresh record has no chain")
+	case is.Access.Exp <= 0 || is.Refresh != nil && is.Refresh.Exp <= 0:
+		return errors.New("redisstore: record has no expiry")
+	}
+	if withMarks {
+		for _, m := range is.Marks {
+			if m.Key == "" || m.Until.UnixMilli() <= 0 {
+				return errors.New("redisstore: replay mark needs a key and a time")
+			}
+		}
+	}
+	return nil
+}

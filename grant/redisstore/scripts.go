@@ -1,0 +1,153 @@
+package redisstore
+
+import "github.com/redis/go-redis/v9"
+
+// Script results.
+const (
+	codeOK       = 0
+	codeReplay   = 1
+	codeNotFound = 2
+	codeReuse    = 3
+)
+
+// luaHelpers are shared by the scripts. join adds members to a chain set and
+// pushes its expiry to exp without ever pulling it in: NX sets it on a new
+// set, GT raises it on an old one. prune drops a few members whose keys have
+// expired, so that a chain refreshed for months keeps a set the size of its
+// live tokens, as Redis's own active expiry samples keys. delete removes
+// keys in batches, as unpack has a stack limit.
+const luaHelpers = `
+local function join(set, exp, ...)
+  redis.call('SADD', set, ...)
+  redis.call('EXPIREAT', set, exp, 'NX')
+  redis.call('EXPIREAT', set, exp, 'GT')
+end
+local function prune(set)
+  for _, k in ipairs(redis.call('SRANDMEMBER', set, 4)) do
+    if redis.call('EXISTS', k) == 0 then redis.call('SREM', set, k) end
+  end
+end
+local function delete(keys)
+  for i = 1, #keys, 1000 do
+    redis.call('DEL', unpack(keys, i, math.min(i + 999, #keys)))
+  end
+end
+`
+
+// issueScript writes a grant if none of its replay marks is held by another.
+//
+//	KEYS: at key, rt key or '', chain key or '', mark keys...
+//	ARGV: at JSON, at exp, rt JSON, rt exp, chain exp, access hash (the
+//	      marks' value), then each mark's expiry in Unix milliseconds
+//
+// Returns codeReplay, or codeOK when written or when every held mark is
+// held by this very grant (a retry: the first attempt wrote everything).
+var issueScript = redis.NewScript(luaHelpers + `
+local held = false
+for i = 4, #KEYS do
+  local owner = redis.call('GET', KEYS[i])
+  if owner then
+    if owner ~= ARGV[6] then return 1 end
+    held = true
+  end
+end
+if held then return 0 end
+for i = 4, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[6], 'PXAT', ARGV[i + 3])
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EXAT', ARGV[2])
+if KEYS[2] ~= '' then
+  redis.call('SET', KEYS[2], ARGV[3], 'EXAT', ARGV[4])
+end
+if KEYS[3] ~= '' then
+  if KEYS[2] ~= '' then
+    join(KEYS[3], ARGV[5], KEYS[1], KEYS[2])
+  else
+    join(KEYS[3], ARGV[5], KEYS[1])
+  end
+end
+return 0
+`)
+
+// rotateScript exchanges a refresh token. The chain set's key is built from
+// the old record, so it is not among KEYS; that is fine outside a cluster,
+// the only place this script runs.
+//
+//	KEYS: old rt key, next at key, next rt key or ''
+//	ARGV: key prefix, at JSON, at exp, rt JSON, rt exp, chain exp, claimant
+//
+// Returns codeNotFound, codeReuse (after deleting the chain) or codeOK
+// (also when the old token was rotated to this very claimant: a retry).
+var rotateScript = redis.NewScript(luaHelpers + `
+local old = redis.call('GET', KEYS[1])
+if not old then return 2 end
+local rec = cjson.decode(old)
+local set = nil
+if type(rec.chain) == 'string' and rec.chain ~= '' then
+  set = ARGV[1] .. 'ch:' .. rec.chain
+end
+if rec.rotated == true then
+  if rec.rotated_to == ARGV[7] then return 0 end
+  if set then
+    delete(redis.call('SMEMBERS', set))
+    redis.call('DEL', set)
+  end
+  redis.call('DEL', KEYS[1])
+  return 3
+end
+redis.call('SET', KEYS[1], string.sub(old, 1, -2) .. ',"rotated":true,"rotated_to":' .. cjson.encode(ARGV[7]) .. '}', 'KEEPTTL')
+redis.call('SET', KEYS[2], ARGV[2], 'EXAT', ARGV[3])
+if KEYS[3] ~= '' then
+  redis.call('SET', KEYS[3], ARGV[4], 'EXAT', ARGV[5])
+end
+if set then
+  if KEYS[3] ~= '' then
+    join(set, ARGV[6], KEYS[2], KEYS[3])
+  else
+    join(set, ARGV[6], KEYS[2])
+  end
+  prune(set)
+end
+return 0
+`)
+
+// revokeChainScript deletes a chain's members and its set.
+//
+//	KEYS: chain key
+var revokeChainScript = redis.NewScript(luaHelpers + `
+delete(redis.call('SMEMBERS', KEYS[1]))
+redis.call('DEL', KEYS[1])
+return 0
+`)
+
+// claimScript is Rotate's decision in a cluster, on the one key it may
+// touch there: the old refresh record.
+//
+//	KEYS: old rt key
+//	ARGV: claimant
+//
+// Returns {code, chain}: codeNotFound, codeReuse (the caller deletes the
+// chain) or codeOK (the caller writes the next tokens; also on a retry).
+var claimScript = redis.NewScript(`
+local old = redis.call('GET', KEYS[1])
+if not old then return {2, ''} end
+local rec = cjson.decode(old)
+local chain = ''
+if type(rec.chain) == 'string' then chain = rec.chain end
+if rec.rotated == true then
+  if rec.rotated_to == ARGV[1] then return {0, chain} end
+  return {3, chain}
+end
+redis.call('SET', KEYS[1], string.sub(old, 1, -2) .. ',"rotated":true,"rotated_to":' .. cjson.encode(ARGV[1]) .. '}', 'KEEPTTL')
+return {0, chain}
+`)
+
+// releaseScript deletes a replay mark only if the given grant holds it, so
+// that undoing a failed Issue in a cluster never frees another's mark.
+//
+//	KEYS: mark key
+//	ARGV: access hash
+var releaseScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
+`)
