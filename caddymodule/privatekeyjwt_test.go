@@ -25,7 +25,10 @@ type pkjwtGateway struct {
 	jwks           *jwksEndpoint
 }
 
-func startPKJWTGateway(t *testing.T) *pkjwtGateway {
+// startPKJWTGateway serves clients svc (certificate), svc-jwks (jwks_url),
+// down (a jwks_url answering 500) and web (a secret) with the given store
+// line ("" for the default memory store).
+func startPKJWTGateway(t *testing.T, store string) *pkjwtGateway {
 	t.Helper()
 	f := newFixture(t)
 	g := &pkjwtGateway{f: f, svcKey: newECKey(t), jwksKey: newECKey(t)}
@@ -38,6 +41,7 @@ func startPKJWTGateway(t *testing.T) *pkjwtGateway {
 	startCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
 	jwt_grant {
 		issuer_url %s
+		%s
 		trusted_issuer idp {
 			issuer %s
 			certificate %s
@@ -58,7 +62,7 @@ func startPKJWTGateway(t *testing.T) *pkjwtGateway {
 		}
 	}
 }
-`, port, g.base, testIdP, f.certPath, writeCert(t, f.dir, "svc.pem", g.svcKey), g.jwks.URL, down.URL, f.hash))
+`, port, g.base, store, testIdP, f.certPath, writeCert(t, f.dir, "svc.pem", g.svcKey), g.jwks.URL, down.URL, f.hash))
 	return g
 }
 
@@ -91,7 +95,7 @@ func pkjwtForm(assertion, clientAssertion string) url.Values {
 }
 
 func TestPrivateKeyJWTClientGetsTokens(t *testing.T) {
-	g := startPKJWTGateway(t)
+	g := startPKJWTGateway(t, "")
 	for _, tc := range []struct {
 		name, client string
 		key          crypto.Signer
@@ -116,7 +120,7 @@ func TestPrivateKeyJWTClientGetsTokens(t *testing.T) {
 }
 
 func TestPrivateKeyJWTFailuresAreInvalidClient(t *testing.T) {
-	g := startPKJWTGateway(t)
+	g := startPKJWTGateway(t, "")
 	now := time.Now()
 	stranger := newECKey(t)
 	cases := []struct {
@@ -170,22 +174,38 @@ func TestPrivateKeyJWTFailuresAreInvalidClient(t *testing.T) {
 }
 
 func TestPrivateKeyJWTReplayedJTIIsInvalidClient(t *testing.T) {
-	g := startPKJWTGateway(t)
-	ca := g.clientAssertion(t, nil)
-	wantStatus(t, postForm(t, g.tokenURL, pkjwtForm(g.grantAssertion(t, nil), ca), "", ""), 200, "first use")
-	checkOAuthError(t, postForm(t, g.tokenURL, pkjwtForm(g.grantAssertion(t, nil), ca), "", ""), 401, "invalid_client")
+	for _, backend := range []string{"memory", "redis"} {
+		t.Run(backend, func(t *testing.T) {
+			g := startPKJWTGateway(t, storeLine(t, backend))
+			ca := g.clientAssertion(t, nil)
+			wantStatus(t, postForm(t, g.tokenURL, pkjwtForm(g.grantAssertion(t, nil), ca), "", ""), 200, "first use")
+			checkOAuthError(t, postForm(t, g.tokenURL, pkjwtForm(g.grantAssertion(t, nil), ca), "", ""), 401, "invalid_client")
+
+			// The same holds where nothing is issued: the mark is
+			// claimed on its own.
+			tok := postForm(t, g.tokenURL, pkjwtForm(g.grantAssertion(t, nil), g.clientAssertion(t, nil)), "", "")
+			introspect := url.Values{"token": {tok.str("access_token")}, "client_assertion_type": {grant.ClientAssertionTypeJWTBearer},
+				"client_assertion": {g.clientAssertion(t, nil)}}
+			wantStatus(t, postForm(t, g.base+"/oauth2/introspect", introspect, "", ""), 200, "introspection")
+			checkOAuthError(t, postForm(t, g.base+"/oauth2/introspect", introspect, "", ""), 401, "invalid_client")
+		})
+	}
 }
 
 func TestPrivateKeyJWTFailedGrantKeepsTheClientJTIUnused(t *testing.T) {
-	g := startPKJWTGateway(t)
-	ca := g.clientAssertion(t, nil)
-	bad := g.grantAssertion(t, map[string]any{"sub": nil})
-	checkOAuthError(t, postForm(t, g.tokenURL, pkjwtForm(bad, ca), "", ""), 400, "invalid_grant")
-	wantStatus(t, postForm(t, g.tokenURL, pkjwtForm(g.grantAssertion(t, nil), ca), "", ""), 200, "same client assertion, good grant")
+	for _, backend := range []string{"memory", "redis"} {
+		t.Run(backend, func(t *testing.T) {
+			g := startPKJWTGateway(t, storeLine(t, backend))
+			ca := g.clientAssertion(t, nil)
+			bad := g.grantAssertion(t, map[string]any{"sub": nil})
+			checkOAuthError(t, postForm(t, g.tokenURL, pkjwtForm(bad, ca), "", ""), 400, "invalid_grant")
+			wantStatus(t, postForm(t, g.tokenURL, pkjwtForm(g.grantAssertion(t, nil), ca), "", ""), 200, "same client assertion, good grant")
+		})
+	}
 }
 
 func TestPrivateKeyJWTClientKeysUnavailableIs503(t *testing.T) {
-	g := startPKJWTGateway(t)
+	g := startPKJWTGateway(t, "")
 	ca := signAs(t, g.svcKey, "", map[string]any{"iss": "down", "sub": "down", "aud": g.tokenURL})
 	start := time.Now()
 	r := postForm(t, g.tokenURL, pkjwtForm(g.grantAssertion(t, nil), ca), "", "")
@@ -199,7 +219,7 @@ func TestPrivateKeyJWTClientKeysUnavailableIs503(t *testing.T) {
 }
 
 func TestPrivateKeyJWTAtIntrospectionAndRevocation(t *testing.T) {
-	g := startPKJWTGateway(t)
+	g := startPKJWTGateway(t, "")
 	tok := postForm(t, g.tokenURL, pkjwtForm(g.grantAssertion(t, nil), g.clientAssertion(t, nil)), "", "")
 	wantStatus(t, tok, 200, "token")
 	auth := func(token string) url.Values {
@@ -221,7 +241,7 @@ func TestPrivateKeyJWTAtIntrospectionAndRevocation(t *testing.T) {
 }
 
 func TestPrivateKeyJWTInMetadata(t *testing.T) {
-	g := startPKJWTGateway(t)
+	g := startPKJWTGateway(t, "")
 	r := get(t, g.base+"/.well-known/oauth-authorization-server", "")
 	wantStatus(t, r, 200, "metadata")
 	methods, _ := r.body["token_endpoint_auth_methods_supported"].([]any)
