@@ -309,6 +309,16 @@ func TestAuthPlaceholdersReachTheBackendThroughReverseProxy(t *testing.T) {
 		t.Fatalf("backend saw %s, want %s", r, want)
 	}
 	wantChallenge(t, get(t, e.api+"/proxy", "forged"), 401, challengeInvalid)
+
+	// header_up replaces what the client sent, an empty value included:
+	// the backend cannot be fooled by a client's own X-Subject or X-Tenant.
+	req, _ := http.NewRequest(http.MethodGet, e.api+"/proxy", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("X-Subject", "mallory")
+	req.Header.Set("X-Tenant", "evil")
+	if r := do(t, req); r.status != 200 || r.raw != want {
+		t.Fatalf("with spoofed headers the backend saw %s, want %s", r, want)
+	}
 }
 
 func TestAuthAudienceAcceptsATokenSharingOneValue(t *testing.T) {
