@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant"
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/memstore"
@@ -19,6 +21,7 @@ import (
 func init() {
 	caddy.RegisterModule(MemoryStore{})
 	caddy.RegisterModule(RedisStore{})
+	redis.SetLogger(redisLogger{})
 }
 
 // StoreModule is a guest module in the jwt_grant.stores namespace.
@@ -347,3 +350,11 @@ var (
 	_ caddy.CleanerUpper    = (*RedisStore)(nil)
 	_ caddyfile.Unmarshaler = (*RedisStore)(nil)
 )
+
+// redisLogger sends go-redis's own messages (failed dials, mostly) to
+// Caddy's log instead of stderr.
+type redisLogger struct{}
+
+func (redisLogger) Printf(_ context.Context, format string, v ...any) {
+	caddy.Log().Named("jwt_grant.redis").Warn(fmt.Sprintf(format, v...))
+}
