@@ -21,6 +21,8 @@ import (
 // refresh token needs it; for a store without it the marks are claimed by
 // an issuance whose access record belongs to no token (see claimMarks).
 type MarkClaimer interface {
+	// ClaimMarks sets every mark if none exists, each until its Until,
+	// and returns ErrReplay (writing nothing) if one does.
 	ClaimMarks(ctx context.Context, marks []Mark) error
 }
 
