@@ -2,7 +2,6 @@ package grant
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"strings"
 )
@@ -14,18 +13,6 @@ import (
 // replay-checked in the "client" namespace; and every failure is the
 // client's, 401 invalid_client, never invalid_grant.
 
-// MarkClaimer is implemented by a Store that can claim replay marks
-// without issuing tokens: set-if-absent of every mark, all or none, and
-// ErrReplay when one already exists. A client assertion at an endpoint
-// that issues nothing (introspection, revocation) or that rotates a
-// refresh token needs it; for a store without it the marks are claimed by
-// an issuance whose access record belongs to no token (see claimMarks).
-type MarkClaimer interface {
-	// ClaimMarks sets every mark if none exists, each until its Until,
-	// and returns ErrReplay (writing nothing) if one does.
-	ClaimMarks(ctx context.Context, marks []Mark) error
-}
-
 // authenticateClientAssertion is private_key_jwt for an endpoint that
 // issues nothing: the assertion's replay mark is claimed at once.
 func (s *Server) authenticateClientAssertion(ctx context.Context, tenant *Tenant, c credentials) (*Client, *Error) {
@@ -33,7 +20,7 @@ func (s *Server) authenticateClientAssertion(ctx context.Context, tenant *Tenant
 	if oerr != nil {
 		return nil, oerr
 	}
-	if oerr := s.claimClientMarks(ctx, tenant.Domain, client.ID, []Mark{*mark}); oerr != nil {
+	if oerr := s.claimClientMarks(ctx, []Mark{*mark}); oerr != nil {
 		return nil, oerr
 	}
 	return client, nil
@@ -123,8 +110,8 @@ func clientAssertionError(e *Error) *Error {
 // claimClientMarks claims client assertion marks on their own, after
 // every other check of the request passed. It answers a replay with
 // invalid_client.
-func (s *Server) claimClientMarks(ctx context.Context, tenant, clientID string, marks []Mark) *Error {
-	err := s.claimMarks(ctx, tenant, clientID, marks)
+func (s *Server) claimClientMarks(ctx context.Context, marks []Mark) *Error {
+	err := s.cfg.Store.ClaimMarks(ctx, marks)
 	switch {
 	case err == nil:
 		return nil
@@ -138,32 +125,6 @@ func clientReplay() *Error {
 	return invalidClient("client_replay", "client assertion has already been used")
 }
 
-// claimMarks sets marks if absent, all or none. A store that cannot claim
-// marks alone gets an issuance of an access record under the hash of a
-// random token nobody holds: it can never be presented, and it expires
-// with the last mark.
-func (s *Server) claimMarks(ctx context.Context, tenant, clientID string, marks []Mark) error {
-	if mc, ok := s.cfg.Store.(MarkClaimer); ok {
-		return mc.ClaimMarks(ctx, marks)
-	}
-	now := s.now()
-	until := now
-	for _, m := range marks {
-		if m.Until.After(until) {
-			until = m.Until
-		}
-	}
-	return s.cfg.Store.Issue(ctx, &Issuance{
-		Marks:      marks,
-		AccessHash: HashToken(randomToken()),
-		Access: &AccessRecord{
-			V: RecordVersion, ClientID: clientID, Aud: []string{}, Iss: s.cfg.IssuerURL,
-			Iat: now.Unix(), Exp: until.Unix() + 1, Tenant: tenant,
-			Claims: map[string]json.RawMessage{},
-		},
-	})
-}
-
 // replayError answers a store's ErrReplay for an issuance that claimed
 // clientMarks together with the grant's marks. The store does not say
 // which mark existed; a replayed client assertion is the client's
@@ -171,12 +132,12 @@ func (s *Server) claimMarks(ctx context.Context, tenant, clientID string, marks 
 // does. Claiming the client marks alone tells: if they are new, it was
 // the grant assertion, and the client's jti is spent on a request that
 // replayed a grant assertion, which an honest client does not send.
-func (s *Server) replayError(ctx context.Context, tenant, clientID string, clientMarks []Mark) *Error {
+func (s *Server) replayError(ctx context.Context, clientMarks []Mark) *Error {
 	grantReplay := invalidGrant("replay", "assertion has already been used")
 	if len(clientMarks) == 0 {
 		return grantReplay
 	}
-	err := s.claimMarks(ctx, tenant, clientID, clientMarks)
+	err := s.cfg.Store.ClaimMarks(ctx, clientMarks)
 	switch {
 	case errors.Is(err, ErrReplay):
 		return clientReplay()

@@ -367,7 +367,8 @@ func TestPrivateKeyJWTAtRefresh(t *testing.T) {
 	wantError(t, refresh(r2.body["refresh_token"].(string), ca), 401, "invalid_client")
 }
 
-// claimingStore is a store that claims marks by itself (grant.MarkClaimer).
+// claimingStore claims marks by itself and counts the claims, to show
+// that introspection claims the client assertion's mark.
 type claimingStore struct {
 	grant.Store
 	mu     sync.Mutex
@@ -395,8 +396,8 @@ func TestPrivateKeyJWTAtIntrospectionIsReplayChecked(t *testing.T) {
 		name string
 		wrap func(grant.Store) grant.Store
 	}{
-		{"store without ClaimMarks", nil},
-		{"store with ClaimMarks", func(s grant.Store) grant.Store {
+		{"memory store", nil},
+		{"store counting its claims", func(s grant.Store) grant.Store {
 			return &claimingStore{Store: s, marks: map[string]bool{}}
 		}},
 	} {
@@ -438,4 +439,8 @@ type downStore struct{ grant.Store }
 
 func (downStore) Issue(context.Context, *grant.Issuance) error {
 	return fmt.Errorf("%w: test outage", grant.ErrUnavailable)
+}
+
+func (downStore) ClaimMarks(context.Context, []grant.Mark) error {
+	return fmt.Errorf("%w: connection refused", grant.ErrUnavailable)
 }

@@ -22,6 +22,12 @@ type Store interface {
 	// writes nothing and returns ErrReplay.
 	Issue(ctx context.Context, is *Issuance) error
 
+	// ClaimMarks sets every replay mark if none exists, each until its
+	// Until, and returns ErrReplay (writing nothing) if one does. It is
+	// for client assertions at endpoints that issue nothing
+	// (introspection, revocation) or before a refresh rotation.
+	ClaimMarks(ctx context.Context, marks []Mark) error
+
 	// Access returns the access token record stored under hash, or
 	// ErrNotFound.
 	Access(ctx context.Context, hash string) (*AccessRecord, error)

@@ -342,7 +342,7 @@ func (s *Server) issue(ctx context.Context, client *Client, g *grantee, scope []
 		// Rotate claims no marks; the refresh token is the grant's own
 		// replay guard, and a client assertion's mark is claimed just before.
 		if len(g.clientMarks) > 0 {
-			if oerr := s.claimClientMarks(ctx, g.tenant, g.clientID, g.clientMarks); oerr != nil {
+			if oerr := s.claimClientMarks(ctx, g.clientMarks); oerr != nil {
 				return nil, oerr
 			}
 		}
@@ -355,7 +355,7 @@ func (s *Server) issue(ctx context.Context, client *Client, g *grantee, scope []
 	case err == nil:
 		return resp, nil
 	case errors.Is(err, ErrReplay):
-		return nil, s.replayError(ctx, g.tenant, g.clientID, g.clientMarks)
+		return nil, s.replayError(ctx, g.clientMarks)
 	case errors.Is(err, ErrRefreshReuse):
 		return nil, invalidGrant("refresh_reuse", "refresh token has already been used; its grant is revoked")
 	case errors.Is(err, ErrNotFound):

@@ -148,6 +148,36 @@ func (s *Store) Issue(_ context.Context, is *grant.Issuance) error {
 	return nil
 }
 
+// ClaimMarks implements grant.Store: marks claimed on their own, all or
+// none. An in-process call has no lost replies to retry, so any live mark
+// is a replay.
+func (s *Store) ClaimMarks(_ context.Context, marks []grant.Mark) error {
+	for _, m := range marks {
+		if m.Key == "" || m.Until.IsZero() {
+			return errors.New("memstore: replay mark needs a key and a time")
+		}
+	}
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errClosed
+	}
+	s.sweepSome(now)
+	for _, m := range marks {
+		if e, ok := s.marks[m.Key]; ok && now.Before(e.until) {
+			return grant.ErrReplay
+		}
+	}
+	if err := s.reserve(now, len(marks)); err != nil {
+		return err
+	}
+	for _, m := range marks {
+		s.marks[m.Key] = markEntry{until: m.Until}
+	}
+	return nil
+}
+
 // Rotate implements grant.Store. The next tokens join the chain of the
 // rotated token.
 func (s *Store) Rotate(_ context.Context, oldHash string, next *grant.Issuance) error {

@@ -18,26 +18,8 @@ const releaseTimeout = time.Second
 // scripts, as the package documentation explains.
 
 func (s *Store) clusterIssue(ctx context.Context, is *grant.Issuance, e *encoded, chainKey string) error {
-	for i, m := range is.Marks {
-		key := s.markKey(m.Key)
-		err := s.c.Do(ctx, "set", key, is.AccessHash, "nx", "pxat", m.Until.UnixMilli()).Err()
-		if err == nil {
-			continue
-		}
-		if !errors.Is(err, redis.Nil) {
-			s.release(ctx, is, i)
-			return unavailable(err)
-		}
-		// Held already: by this very grant if a lost reply was retried.
-		owner, err := s.c.Get(ctx, key).Result()
-		if err == nil && owner == is.AccessHash {
-			continue
-		}
-		s.release(ctx, is, i)
-		if err != nil && !errors.Is(err, redis.Nil) {
-			return unavailable(err)
-		}
-		return grant.ErrReplay
+	if err := s.clusterClaim(ctx, is.Marks, is.AccessHash); err != nil {
+		return err
 	}
 	if err := s.clusterWrite(ctx, e, chainKey); err != nil {
 		return unavailable(err)
@@ -45,14 +27,41 @@ func (s *Store) clusterIssue(ctx context.Context, is *grant.Issuance, e *encoded
 	return nil
 }
 
-// release gives up the first n marks of is, best effort: a mark left behind
-// only refuses a grant that failed anyway.
-func (s *Store) release(ctx context.Context, is *grant.Issuance, n int) {
+// clusterClaim claims marks one by one with SET NX, each holding owner;
+// on a replay or an outage it releases those it took.
+func (s *Store) clusterClaim(ctx context.Context, marks []grant.Mark, owner string) error {
+	for i, m := range marks {
+		key := s.markKey(m.Key)
+		err := s.c.Do(ctx, "set", key, owner, "nx", "pxat", m.Until.UnixMilli()).Err()
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, redis.Nil) {
+			s.release(ctx, marks[:i], owner)
+			return unavailable(err)
+		}
+		// Held already: by this very claimant if a lost reply was retried.
+		held, err := s.c.Get(ctx, key).Result()
+		if err == nil && held == owner {
+			continue
+		}
+		s.release(ctx, marks[:i], owner)
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return unavailable(err)
+		}
+		return grant.ErrReplay
+	}
+	return nil
+}
+
+// release gives up marks held by owner, best effort: a mark left behind
+// only refuses a request that failed anyway.
+func (s *Store) release(ctx context.Context, marks []grant.Mark, owner string) {
 	// The request's context may be what failed; releasing must not.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 	defer cancel()
-	for _, m := range is.Marks[:n] {
-		_ = releaseScript.Run(ctx, s.c, []string{s.markKey(m.Key)}, is.AccessHash).Err()
+	for _, m := range marks {
+		_ = releaseScript.Run(ctx, s.c, []string{s.markKey(m.Key)}, owner).Err()
 	}
 }
 

@@ -55,7 +55,9 @@ package redisstore
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -266,6 +268,39 @@ func (s *Store) Issue(ctx context.Context, is *grant.Issuance) error {
 		args = append(args, m.Until.UnixMilli())
 	}
 	code, err := issueScript.Run(ctx, s.c, keys, args...).Int64()
+	if err != nil {
+		return unavailable(err)
+	}
+	if code == codeReplay {
+		return grant.ErrReplay
+	}
+	return nil
+}
+
+// ClaimMarks implements grant.Store: replay marks claimed on their own, in
+// one round trip (outside a cluster). The marks hold a fresh random
+// claimant, so that a command retried after a lost reply is not taken for
+// a replay.
+func (s *Store) ClaimMarks(ctx context.Context, marks []grant.Mark) error {
+	for _, m := range marks {
+		if m.Key == "" || m.Until.IsZero() {
+			return errors.New("redisstore: replay mark needs a key and a time")
+		}
+	}
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	owner := "claim:" + hex.EncodeToString(b[:])
+	if s.cluster {
+		return s.clusterClaim(ctx, marks, owner)
+	}
+	keys := make([]string, len(marks))
+	args := make([]any, 1, 1+len(marks))
+	args[0] = owner
+	for i, m := range marks {
+		keys[i] = s.markKey(m.Key)
+		args = append(args, m.Until.UnixMilli())
+	}
+	code, err := claimMarksScript.Run(ctx, s.c, keys, args...).Int64()
 	if err != nil {
 		return unavailable(err)
 	}

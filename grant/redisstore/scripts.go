@@ -142,6 +142,30 @@ redis.call('SET', KEYS[1], string.sub(old, 1, -2) .. ',"rotated":true,"rotated_t
 return {0, chain}
 `)
 
+// claimMarksScript claims replay marks on their own, all or none.
+//
+//	KEYS: mark keys
+//	ARGV: claimant (the marks' value), then each mark's expiry in Unix
+//	      milliseconds
+//
+// Returns codeReplay, or codeOK when claimed or when every held mark is
+// held by this very claimant (a retry after a lost reply).
+var claimMarksScript = redis.NewScript(`
+local held = false
+for i = 1, #KEYS do
+  local owner = redis.call('GET', KEYS[i])
+  if owner then
+    if owner ~= ARGV[1] then return 1 end
+    held = true
+  end
+end
+if held then return 0 end
+for i = 1, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[1], 'PXAT', ARGV[i + 1])
+end
+return 0
+`)
+
 // releaseScript deletes a replay mark only if the given grant holds it, so
 // that undoing a failed Issue in a cluster never frees another's mark.
 //

@@ -41,6 +41,9 @@ func Run(t *testing.T, newStore func(t *testing.T) grant.Store) {
 		{"Rotate of an unknown token returns ErrNotFound and writes nothing", rotateUnknown},
 		{"concurrent Rotate of one token lets exactly one win", rotateRace},
 		{"concurrent Issue with one replay mark lets exactly one win", issueRace},
+		{"ClaimMarks claims all marks or, on a held one, none", claimMarksAllOrNone},
+		{"ClaimMarks and Issue share one replay namespace", claimMarksSharesNamespace},
+		{"concurrent ClaimMarks with one mark lets exactly one win", claimMarksRace},
 		{"RevokeAccess deletes only that access record", revokeAccess},
 		{"RevokeChain deletes every access and refresh token of the chain", revokeChain},
 	} {
@@ -560,5 +563,75 @@ func chainOutlivesItsTokens(t *testing.T, s grant.Store) (time.Time, func(*testi
 		}
 		wantAccess(t, s, longAccess.AccessHash, nil)
 		wantRefresh(t, s, longRefresh.RefreshHash, nil)
+	}
+}
+
+func newMark() grant.Mark {
+	return grant.Mark{Key: randomID(), Until: time.Now().Add(time.Minute)}
+}
+
+func claimMarksAllOrNone(t *testing.T, s grant.Store) {
+	ctx := t.Context()
+	a, b, c := newMark(), newMark(), newMark()
+	if err := s.ClaimMarks(ctx, []grant.Mark{a}); err != nil {
+		t.Fatalf("first claim: %v", err)
+	}
+	if err := s.ClaimMarks(ctx, []grant.Mark{b, a}); !errors.Is(err, grant.ErrReplay) {
+		t.Fatalf("claim with a held mark: %v, want ErrReplay", err)
+	}
+	// b must not have been taken by the refused claim.
+	if err := s.ClaimMarks(ctx, []grant.Mark{b, c}); err != nil {
+		t.Fatalf("a refused claim took a mark: %v", err)
+	}
+}
+
+func claimMarksSharesNamespace(t *testing.T, s grant.Store) {
+	ctx := t.Context()
+	m := newMark()
+	if err := s.ClaimMarks(ctx, []grant.Mark{m}); err != nil {
+		t.Fatal(err)
+	}
+	is := newIssuance("", time.Minute, m)
+	if err := s.Issue(ctx, is); !errors.Is(err, grant.ErrReplay) {
+		t.Fatalf("Issue with a claimed mark: %v, want ErrReplay", err)
+	}
+	if _, err := s.Access(ctx, is.AccessHash); !errors.Is(err, grant.ErrNotFound) {
+		t.Fatalf("refused Issue wrote its record: %v", err)
+	}
+	m2 := newMark()
+	if err := s.Issue(ctx, newIssuance("", time.Minute, m2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ClaimMarks(ctx, []grant.Mark{m2}); !errors.Is(err, grant.ErrReplay) {
+		t.Fatalf("ClaimMarks of a mark an Issue holds: %v, want ErrReplay", err)
+	}
+}
+
+func claimMarksRace(t *testing.T, s grant.Store) {
+	m := newMark()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	wins := 0
+	start := make(chan struct{})
+	for range raceWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			err := s.ClaimMarks(t.Context(), []grant.Mark{m})
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				wins++
+			case !errors.Is(err, grant.ErrReplay):
+				t.Errorf("ClaimMarks: %v", err)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if wins != 1 {
+		t.Fatalf("%d of %d concurrent claims won, want 1", wins, raceWorkers)
 	}
 }
