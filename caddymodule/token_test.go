@@ -33,7 +33,7 @@ type gateway struct {
 // startGateway serves a jwt_grant with one trusted issuer "idp" (the
 // fixture's key), a client "app" (the fixture's secret), the given store
 // line and extra directives inside the jwt_grant block.
-func startGateway(t *testing.T, store, extra string) *gateway {
+func startGateway(t testing.TB, store, extra string) *gateway {
 	t.Helper()
 	f := newFixture(t)
 	port := freePort(t)
