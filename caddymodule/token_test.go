@@ -452,3 +452,38 @@ func TestFallthroughToNextHandler(t *testing.T) {
 		t.Fatalf("non-endpoint request got %s, want the next handler's 418", r)
 	}
 }
+
+func TestConfigReloadsShareOneRedisPoolAndKeepTokens(t *testing.T) {
+	srv := testredis.Start(t)
+	store := "store redis " + srv.URL()
+	g := startGateway(t, store, "")
+	first := g.token(t, jwtBearerForm(g.assertion(t, nil)))
+	if first.status != 200 {
+		t.Fatalf("before reloads: %s", first)
+	}
+	clients := func() int {
+		out, err := srv.Do("CLIENT", "LIST")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Count(out, "id=")
+	}
+	var after int
+	for i := range 5 {
+		// Each startGateway loads a new config: a reload of the one Caddy.
+		g = startGateway(t, store, "")
+		if r := g.token(t, jwtBearerForm(g.assertion(t, nil))); r.status != 200 {
+			t.Fatalf("after reload %d: %s", i+1, r)
+		}
+		if i == 0 {
+			after = clients()
+		}
+	}
+	if n := clients(); n > after {
+		t.Fatalf("Redis connections grew from %d to %d over reloads: a pool leaks", after, n)
+	}
+	r := postForm(t, g.base+"/oauth2/introspect", url.Values{"token": {first.str("access_token")}}, "app", g.f.secret)
+	if r.status != 200 || r.body["active"] != true {
+		t.Fatalf("a token minted before the reloads is gone: %s", r)
+	}
+}
