@@ -2,6 +2,7 @@ package grant
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -73,4 +74,45 @@ type Issuance struct {
 type Mark struct {
 	Key   string
 	Until time.Time
+}
+
+// Validate rejects an issuance no store could write faithfully: these are
+// programming errors of the caller, not outages. withMarks checks the
+// replay marks too (Rotate ignores them).
+func (is *Issuance) Validate(withMarks bool) error {
+	switch {
+	case is == nil || is.Access == nil:
+		return errors.New("issuance has no access record")
+	case is.AccessHash == "":
+		return errors.New("issuance has no access token hash")
+	case (is.Refresh == nil) != (is.RefreshHash == ""):
+		return errors.New("refresh token hash and record must come together")
+	case is.Refresh != nil && is.Refresh.Chain == "":
+		return errors.New("refresh record has no chain")
+	case is.Access.Exp <= 0 || is.Refresh != nil && is.Refresh.Exp <= 0:
+		return errors.New("record has no expiry")
+	}
+	if withMarks {
+		return ValidateMarks(is.Marks)
+	}
+	return nil
+}
+
+// ValidateMarks rejects a replay mark without key or time.
+func ValidateMarks(marks []Mark) error {
+	for _, m := range marks {
+		if m.Key == "" || m.Until.UnixMilli() <= 0 {
+			return errors.New("replay mark needs a key and a time")
+		}
+	}
+	return nil
+}
+
+// Claimant identifies a rotation by the fresh hash of the token it
+// issues, so that a store can tell a retried rotation from reuse.
+func (is *Issuance) Claimant() string {
+	if is.RefreshHash != "" {
+		return is.RefreshHash
+	}
+	return is.AccessHash
 }

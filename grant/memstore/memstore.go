@@ -12,7 +12,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -110,7 +109,7 @@ var errClosed = fmt.Errorf("%w: memory store is closed", grant.ErrUnavailable)
 // written (its marks claimed by the same access hash) succeeds without
 // writing again: it is a retry, not a replay, since access hashes are fresh.
 func (s *Store) Issue(_ context.Context, is *grant.Issuance) error {
-	if err := validate(is, true); err != nil {
+	if err := is.Validate(true); err != nil {
 		return err
 	}
 	access, refresh := copyAccess(is.Access), copyRefresh(is.Refresh)
@@ -152,10 +151,8 @@ func (s *Store) Issue(_ context.Context, is *grant.Issuance) error {
 // none. An in-process call has no lost replies to retry, so any live mark
 // is a replay.
 func (s *Store) ClaimMarks(_ context.Context, marks []grant.Mark) error {
-	for _, m := range marks {
-		if m.Key == "" || m.Until.IsZero() {
-			return errors.New("memstore: replay mark needs a key and a time")
-		}
+	if err := grant.ValidateMarks(marks); err != nil {
+		return err
 	}
 	now := time.Now()
 	s.mu.Lock()
@@ -181,11 +178,11 @@ func (s *Store) ClaimMarks(_ context.Context, marks []grant.Mark) error {
 // Rotate implements grant.Store. The next tokens join the chain of the
 // rotated token.
 func (s *Store) Rotate(_ context.Context, oldHash string, next *grant.Issuance) error {
-	if err := validate(next, false); err != nil {
+	if err := next.Validate(false); err != nil {
 		return err
 	}
 	access, refresh := copyAccess(next.Access), copyRefresh(next.Refresh)
-	claimant := claimant(next)
+	claimant := next.Claimant()
 	now := time.Now()
 
 	s.mu.Lock()
@@ -400,39 +397,6 @@ func sweepMap[V any](m map[string]V, limit int, expired func(V) bool) {
 			delete(m, k)
 		}
 	}
-}
-
-// claimant identifies a rotation: the fresh hash of the token it issues.
-func claimant(next *grant.Issuance) string {
-	if next.RefreshHash != "" {
-		return next.RefreshHash
-	}
-	return next.AccessHash
-}
-
-// validate rejects an issuance no store could write faithfully; these are
-// programming errors of the caller, not outages.
-func validate(is *grant.Issuance, withMarks bool) error {
-	switch {
-	case is == nil || is.Access == nil:
-		return errors.New("memstore: issuance has no access record")
-	case is.AccessHash == "":
-		return errors.New("memstore: issuance has no access token hash")
-	case (is.Refresh == nil) != (is.RefreshHash == ""):
-		return errors.New("memstore: refresh token hash and record must come together")
-	case is.Refresh != nil && is.Refresh.Chain == "":
-		return errors.New("memstore: refresh record has no chain")
-	case is.Access.Exp <= 0 || is.Refresh != nil && is.Refresh.Exp <= 0:
-		return errors.New("memstore: record has no expiry")
-	}
-	if withMarks {
-		for _, m := range is.Marks {
-			if m.Key == "" || m.Until.IsZero() {
-				return errors.New("memstore: replay mark needs a key and a time")
-			}
-		}
-	}
-	return nil
 }
 
 func copyAccess(r *grant.AccessRecord) *grant.AccessRecord {

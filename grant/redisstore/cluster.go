@@ -67,7 +67,7 @@ func (s *Store) release(ctx context.Context, marks []grant.Mark, owner string) {
 
 func (s *Store) clusterRotate(ctx context.Context, oldHash string, next *grant.Issuance, e *encoded) error {
 	oldKey := s.rtKey(oldHash)
-	res, err := claimScript.Run(ctx, s.c, []string{oldKey}, claimant(next)).Slice()
+	res, err := claimScript.Run(ctx, s.c, []string{oldKey}, next.Claimant()).Slice()
 	if err != nil {
 		return unavailable(err)
 	}

@@ -241,7 +241,7 @@ func (s *Store) encode(is *grant.Issuance) (*encoded, error) {
 // Issue implements grant.Store. The access record's chain is the refresh
 // record's when there is one, else Access.Chain (which may be "": none).
 func (s *Store) Issue(ctx context.Context, is *grant.Issuance) error {
-	if err := validate(is, true); err != nil {
+	if err := is.Validate(true); err != nil {
 		return err
 	}
 	e, err := s.encode(is)
@@ -282,10 +282,8 @@ func (s *Store) Issue(ctx context.Context, is *grant.Issuance) error {
 // claimant, so that a command retried after a lost reply is not taken for
 // a replay.
 func (s *Store) ClaimMarks(ctx context.Context, marks []grant.Mark) error {
-	for _, m := range marks {
-		if m.Key == "" || m.Until.IsZero() {
-			return errors.New("redisstore: replay mark needs a key and a time")
-		}
+	if err := grant.ValidateMarks(marks); err != nil {
+		return err
 	}
 	var b [16]byte
 	_, _ = rand.Read(b[:])
@@ -313,7 +311,7 @@ func (s *Store) ClaimMarks(ctx context.Context, marks []grant.Mark) error {
 // Rotate implements grant.Store. The next tokens join the chain of the
 // rotated token, whatever chain next's records name.
 func (s *Store) Rotate(ctx context.Context, oldHash string, next *grant.Issuance) error {
-	if err := validate(next, false); err != nil {
+	if err := next.Validate(false); err != nil {
 		return err
 	}
 	e, err := s.encode(next)
@@ -324,7 +322,7 @@ func (s *Store) Rotate(ctx context.Context, oldHash string, next *grant.Issuance
 		return s.clusterRotate(ctx, oldHash, next, e)
 	}
 	code, err := rotateScript.Run(ctx, s.c, []string{s.rtKey(oldHash), e.atKey, e.rtKey},
-		s.prefix, e.atJSON, e.atExp, e.rtJSON, e.rtExp, e.chainExp, claimant(next)).Int64()
+		s.prefix, e.atJSON, e.atExp, e.rtJSON, e.rtExp, e.chainExp, next.Claimant()).Int64()
 	if err != nil {
 		return unavailable(err)
 	}
@@ -341,37 +339,4 @@ func rotateResult(code int64) error {
 		return grant.ErrRefreshReuse
 	}
 	return fmt.Errorf("%w: unexpected script result %d", grant.ErrUnavailable, code)
-}
-
-// claimant identifies a rotation by the fresh hash of the token it issues.
-func claimant(next *grant.Issuance) string {
-	if next.RefreshHash != "" {
-		return next.RefreshHash
-	}
-	return next.AccessHash
-}
-
-// validate rejects an issuance no store could write faithfully; these are
-// programming errors of the caller, not outages.
-func validate(is *grant.Issuance, withMarks bool) error {
-	switch {
-	case is == nil || is.Access == nil:
-		return errors.New("redisstore: issuance has no access record")
-	case is.AccessHash == "":
-		return errors.New("redisstore: issuance has no access token hash")
-	case (is.Refresh == nil) != (is.RefreshHash == ""):
-		return errors.New("redisstore: refresh token hash and record must come together")
-	case is.Refresh != nil && is.Refresh.Chain == "":
-		return errors.New("redisstore: refresh record has no chain")
-	case is.Access.Exp <= 0 || is.Refresh != nil && is.Refresh.Exp <= 0:
-		return errors.New("redisstore: record has no expiry")
-	}
-	if withMarks {
-		for _, m := range is.Marks {
-			if m.Key == "" || m.Until.UnixMilli() <= 0 {
-				return errors.New("redisstore: replay mark needs a key and a time")
-			}
-		}
-	}
-	return nil
 }
