@@ -1,19 +1,48 @@
 package grant
 
+// The assertion checks of SPEC §3.1, in order, one function each.
+// validateAssertion calls checks 3 to 10 for a grant assertion; the token
+// endpoint calls checks 1 and 2 itself, because it needs the issuer before
+// it knows whether client authentication was optional. A client assertion
+// (private_key_jwt, clientassertion.go) goes through the same functions
+// with its own error constructor.
+
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"math"
+	"slices"
 	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	josejwt "github.com/go-jose/go-jose/v4/jwt"
 )
 
-// Assertion is a JWT bearer grant assertion that passed checks 1 to 9 of
-// SPEC §3.1. Check 10, the replay mark, is claimed by the store together
-// with the token record, so that a request that fails later writes nothing.
-type Assertion struct {
+// MaxAssertionSize bounds a compact JWS (check 1).
+const MaxAssertionSize = 16 << 10
+
+// maxCandidateKeys bounds how many keys one assertion is tried against
+// (check 3), so that neither a large key set nor a kid can turn signature
+// verification into a CPU sink.
+const maxCandidateKeys = 8
+
+// signatureAlgorithms is the allow-list handed to go-jose's parser: every
+// asymmetric algorithm. An issuer's own narrower list is check 3.
+var signatureAlgorithms = func() []jose.SignatureAlgorithm {
+	out := make([]jose.SignatureAlgorithm, len(DefaultAlgorithms))
+	for i, alg := range DefaultAlgorithms {
+		out[i] = jose.SignatureAlgorithm(alg)
+	}
+	return out
+}()
+
+// verifiedAssertion is a grant assertion that passed checks 1 to 9. Check 10's
+// replay record is claimed by the store together with the token records,
+// so that a request failing later leaves the jti unused.
+type verifiedAssertion struct {
 	Issuer  *Issuer
 	Subject string
 	// Scope is the assertion's scope claim split into tokens; HasScope
@@ -22,63 +51,160 @@ type Assertion struct {
 	HasScope bool
 	// Claims are the issuer's configured claims copied from the assertion.
 	Claims map[string]json.RawMessage
-	// Mark is the replay record to claim, nil when the assertion has no jti.
+	// Mark is the replay record to claim; nil when the assertion has no jti.
 	Mark *Mark
 }
 
-// ParsedAssertion is an assertion after check 1 and before check 2: its
-// issuer is known but nothing is verified yet. The token endpoint needs the
-// issuer before it can decide whether client authentication is optional.
-type ParsedAssertion struct {
-	tok *token
-	// Iss is the unverified iss claim ("" when absent or not a string).
-	Iss string
+// signedJWT is a compact JWS parsed once, by go-jose: the protected header
+// as go-jose read it and the claims decoded from the same parse's payload.
+// Nothing in it is trusted before checkSignature.
+type signedJWT struct {
+	jws    *jose.JSONWebSignature
+	header jose.Header
+	claims map[string]json.RawMessage
+	// iss is the unverified iss claim, "" when absent or not a string.
+	iss string
 }
 
-// ParseAssertion is check 1 of SPEC §3.1.
-func ParseAssertion(raw string) (*ParsedAssertion, *Error) {
-	t, oerr := parseCompactJWS(raw)
-	if oerr != nil {
-		return nil, oerr
+// failFunc builds the answer to a failed check: invalidGrant for a grant
+// assertion, the client's own constructor for a client assertion.
+type failFunc func(reason, desc string) *Error
+
+// parseJWT is check 1: a compact JWS of at most MaxAssertionSize, signed
+// with an asymmetric algorithm (go-jose's allow-list refuses none, HS*
+// and anything unknown), without crit, b64, enc or zip header members,
+// whose payload is exactly one JSON object.
+func parseJWT(raw string, fail failFunc) (*signedJWT, *Error) {
+	if len(raw) > MaxAssertionSize {
+		return nil, fail("too_large", "is too large")
 	}
-	iss, _, _ := t.stringClaim("iss")
-	return &ParsedAssertion{tok: t, Iss: iss}, nil
+	if !canonicalCompact(raw) {
+		return nil, fail("malformed", "is not a compact JWS")
+	}
+	jws, err := jose.ParseSignedCompact(raw, signatureAlgorithms)
+	if err != nil {
+		if _, ok := errors.AsType[*jose.ErrUnexpectedSignatureAlgorithm](err); ok {
+			return nil, fail("bad_alg", "algorithm is not accepted")
+		}
+		return nil, fail("malformed", "is not a compact JWS")
+	}
+	h := jws.Signatures[0].Protected
+	// go-jose keeps header members it has no field for in ExtraHeaders;
+	// each of these would change what the signature means.
+	switch extra := h.ExtraHeaders; {
+	case extra["enc"] != nil:
+		return nil, fail("jwe", "must not be encrypted")
+	case extra["crit"] != nil:
+		return nil, fail("crit", "header has unsupported critical parameters")
+	case extra["b64"] != nil:
+		return nil, fail("b64", "header must not carry b64")
+	case extra["zip"] != nil:
+		return nil, fail("zip", "must not be compressed")
+	}
+	t := &signedJWT{jws: jws, header: h}
+	// json.Unmarshal refuses anything after the top-level value; a
+	// payload that is not an object leaves the map nil or fails.
+	if json.Unmarshal(jws.UnsafePayloadWithoutVerification(), &t.claims) != nil || t.claims == nil {
+		return nil, fail("malformed", "claims are not a JSON object")
+	}
+	t.iss, _, _ = t.stringClaim("iss")
+	return t, nil
 }
 
-// LookupIssuer is check 2 of SPEC §3.1, for the tenant's trusted issuers.
-// A client's issuers restriction is checked by the caller, which knows the
-// client.
-func (p *ParsedAssertion) LookupIssuer(t *Tenant) (*Issuer, *Error) {
-	if iss, ok := t.Issuers[p.Iss]; ok && p.Iss != "" {
-		return iss, nil
+// canonicalCompact reports whether raw holds only base64url characters
+// and dots, with no segment that decodes leniently. go-jose decodes with
+// base64.RawURLEncoding, which skips CR and LF and ignores non-zero
+// trailing bits, so that many strings would carry the same signature; a
+// JWS has one spelling here. Checked by hand because no decoder in the
+// standard library or go-jose offers a strict mode that go-jose's parser
+// would use.
+func canonicalCompact(raw string) bool {
+	segStart := 0
+	for i := 0; i <= len(raw); i++ {
+		if i < len(raw) && raw[i] != '.' {
+			if base64URLValue[raw[i]] < 0 {
+				return false
+			}
+			continue
+		}
+		seg := raw[segStart:i]
+		segStart = i + 1
+		if len(seg) == 0 {
+			continue // an empty segment is go-jose's to refuse
+		}
+		last := base64URLValue[seg[len(seg)-1]]
+		switch len(seg) % 4 {
+		case 1:
+			return false
+		case 2:
+			if last&0x0f != 0 {
+				return false
+			}
+		case 3:
+			if last&0x03 != 0 {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// base64URLValue maps a byte to its base64url value, -1 outside the
+// alphabet.
+var base64URLValue = func() (t [256]int8) {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	for i := range t {
+		t[i] = -1
+	}
+	for i := range len(alphabet) {
+		t[alphabet[i]] = int8(i)
+	}
+	return t
+}()
+
+// checkIssuer is check 2: iss names a trusted issuer of the tenant. A
+// client's issuers restriction is the token endpoint's to check: it is
+// unauthorized_client, not invalid_grant.
+func checkIssuer(t *signedJWT, tenant *Tenant) (*Issuer, *Error) {
+	if is := tenant.Issuers[t.iss]; is != nil && t.iss != "" {
+		return is, nil
 	}
 	return nil, invalidGrant("unknown_issuer", "assertion issuer is not trusted")
 }
 
-// Validate runs checks 3 to 10 of SPEC §3.1, in order, against issuer.
-// audiences are the aud values this server accepts besides the issuer's
-// aliases (issuer_url and the token endpoint URL).
-func (p *ParsedAssertion) Validate(ctx context.Context, issuer *Issuer, pol *Policy, audiences []string, tenant string, now time.Time) (*Assertion, *Error) {
-	t := p.tok
-	if oerr := checkSignature(ctx, t, issuer.Keys, issuer.Algorithms); oerr != nil {
+// validateAssertion runs checks 3 to 10 of a grant assertion against its
+// issuer, in order.
+func (s *Server) validateAssertion(ctx context.Context, t *signedJWT, issuer *Issuer, now time.Time) (*verifiedAssertion, *Error) {
+	pol, fail := &s.cfg.Policy, failFunc(assertionError)
+	if oerr := checkSignature(ctx, t, issuer.Keys, issuer.Algorithms, fail); oerr != nil {
 		return nil, oerr
 	}
-	sub, oerr := checkSubject(t, issuer.Subjects)
+	sub, oerr := checkSubject(t, issuer.Subjects, fail)
 	if oerr != nil {
 		return nil, oerr
 	}
-	if oerr := checkAudience(t, audiences, issuer.Aliases); oerr != nil {
+	if oerr := checkAudience(t, s.audiences, issuer.Aliases, fail); oerr != nil {
 		return nil, oerr
 	}
-	exp, oerr := checkTimes(t, pol, now)
+	exp, oerr := checkExpiry(t, pol, now, fail)
 	if oerr != nil {
 		return nil, oerr
 	}
-	jti, oerr := checkJTI(t, pol.RequireJTI)
+	if oerr := checkNotBefore(t, pol, now, fail); oerr != nil {
+		return nil, oerr
+	}
+	iat, oerr := checkIssuedAt(t, pol, now, fail)
 	if oerr != nil {
 		return nil, oerr
 	}
-	a := &Assertion{Issuer: issuer, Subject: sub, Claims: copyClaims(t, issuer.Claims)}
+	if oerr := checkLifetime(exp, iat, pol, now, fail); oerr != nil {
+		return nil, oerr
+	}
+	jti, oerr := checkJTI(t, pol.RequireJTI, fail)
+	if oerr != nil {
+		return nil, oerr
+	}
+	a := &verifiedAssertion{Issuer: issuer, Subject: sub, Claims: t.copyClaims(issuer.Claims)}
 	if scope, present, ok := t.stringClaim("scope"); !ok {
 		return nil, invalidGrant("bad_scope_claim", "assertion scope claim must be a string")
 	} else if present {
@@ -86,123 +212,192 @@ func (p *ParsedAssertion) Validate(ctx context.Context, issuer *Issuer, pol *Pol
 		a.Scope = splitScope(scope)
 	}
 	if jti != "" {
-		a.Mark = &Mark{
-			Key:   ReplayMarkKey("grant", tenant, issuer.Issuer, jti),
-			Until: unixTime(exp).Add(pol.ClockSkew),
-		}
+		a.Mark = &Mark{Key: ReplayMarkKey("grant", "", issuer.Issuer, jti), Until: exp.Add(pol.ClockSkew)}
 	}
 	return a, nil
 }
 
-// checkSignature is check 3.
-func checkSignature(ctx context.Context, t *token, ks KeySet, allowed []string) *Error {
-	if !contains(allowed, t.header.Alg) {
-		return invalidGrant("alg_not_allowed", "assertion algorithm is not accepted for this issuer")
+// checkSignature is check 3: alg is one of allowed, and the signature
+// verifies with one of at most maxCandidateKeys keys of the set that fit
+// alg. A key with a kid is a candidate only for an assertion with the same
+// kid; a key without one for any assertion. Header members that name keys
+// (jku, x5u, jwk, x5c) are never consulted.
+func checkSignature(ctx context.Context, t *signedJWT, ks KeySet, allowed []string, fail failFunc) *Error {
+	alg, kid := t.header.Algorithm, t.header.KeyID
+	if !slices.Contains(allowed, alg) {
+		return fail("alg_not_allowed", "algorithm is not accepted for this issuer")
 	}
-	keys, err := ks.Keys(ctx, t.header.Kid)
+	keys, err := ks.Keys(ctx, kid)
 	if err != nil {
 		if errors.Is(err, ErrKeysUnavailable) {
 			return unavailable("issuer_keys_unavailable", "issuer keys cannot be obtained")
 		}
-		return invalidGrant("no_key", "no key of the issuer verifies the assertion")
+		return fail("no_key", "has no key that verifies it")
 	}
-	if !verifySignature(t, keys, allowed) {
-		return invalidGrant("bad_signature", "assertion signature is invalid")
+	tried := 0
+	for _, k := range keys {
+		if kid != "" && k.KID != "" && k.KID != kid || !keyFitsAlg(k, alg) {
+			continue
+		}
+		if tried == maxCandidateKeys {
+			break
+		}
+		tried++
+		if _, err := t.jws.Verify(k.Public); err == nil {
+			return nil
+		}
 	}
-	return nil
+	return fail("bad_signature", "signature is invalid")
 }
 
-// checkSubject is check 4.
-func checkSubject(t *token, subjects []string) (string, *Error) {
+// checkSubject is check 4: sub is a non-empty string, one of subjects
+// when set.
+func checkSubject(t *signedJWT, subjects []string, fail failFunc) (string, *Error) {
 	sub, _, ok := t.stringClaim("sub")
 	if !ok || sub == "" {
-		return "", invalidGrant("missing_sub", "assertion sub is missing")
+		return "", fail("missing_sub", "sub is missing")
 	}
-	if len(subjects) > 0 && !contains(subjects, sub) {
-		return "", invalidGrant("sub_not_allowed", "assertion subject is not allowed")
+	if len(subjects) > 0 && !slices.Contains(subjects, sub) {
+		return "", fail("sub_not_allowed", "subject is not allowed")
 	}
 	return sub, nil
 }
 
-// checkAudience is check 5: aud names this server or one of the issuer's
-// aliases.
-func checkAudience(t *token, audiences, aliases []string) *Error {
-	aud, ok := t.audience()
-	if !ok || len(aud) == 0 {
-		return invalidGrant("missing_aud", "assertion aud is missing")
+// checkAudience is check 5: aud, a string or an array of strings, names
+// this server (issuer_url or the token endpoint URL) or one of aliases.
+func checkAudience(t *signedJWT, audiences, aliases []string, fail failFunc) *Error {
+	var aud josejwt.Audience
+	if raw, ok := t.claim("aud"); ok && json.Unmarshal(raw, &aud) != nil {
+		return fail("bad_aud", "audience does not name this server")
+	}
+	if len(aud) == 0 {
+		return fail("missing_aud", "aud is missing")
 	}
 	for _, a := range aud {
-		if a != "" && (contains(audiences, a) || contains(aliases, a)) {
+		if a != "" && (slices.Contains(audiences, a) || slices.Contains(aliases, a)) {
 			return nil
 		}
 	}
-	return invalidGrant("bad_aud", "assertion audience does not name this server")
+	return fail("bad_aud", "audience does not name this server")
 }
 
-// checkTimes is checks 6 to 9: exp, nbf, iat and the lifetime bound.
-func checkTimes(t *token, pol *Policy, now time.Time) (exp float64, oerr *Error) {
-	n := float64(now.UnixNano()) / 1e9
-	skew := pol.ClockSkew.Seconds()
-
-	exp, present, ok := t.numericClaim("exp")
-	if !ok {
-		return 0, invalidGrant("bad_exp", "assertion exp must be a number")
-	}
-	if !present {
-		return 0, invalidGrant("missing_exp", "assertion exp is missing")
-	}
-	if !(n-skew < exp) {
-		return 0, invalidGrant("expired", "assertion has expired")
-	}
-
-	nbf, present, ok := t.numericClaim("nbf")
-	if !ok {
-		return 0, invalidGrant("bad_nbf", "assertion nbf must be a number")
-	}
-	if present && !(nbf <= n+skew) {
-		return 0, invalidGrant("not_yet_valid", "assertion is not yet valid")
-	}
-
-	iat, hasIAT, ok := t.numericClaim("iat")
-	if !ok {
-		return 0, invalidGrant("bad_iat", "assertion iat must be a number")
-	}
-	if hasIAT {
-		if iat > n+skew {
-			return 0, invalidGrant("iat_in_future", "assertion iat is in the future")
-		}
-		if pol.IATValidation && n-iat > pol.IATValidity.Seconds() {
-			return 0, invalidGrant("iat_too_old", "assertion iat is too old")
-		}
-	}
-
-	start := n
-	if hasIAT {
-		start = iat
-	}
-	if exp-start > pol.MaxAssertionLifetime.Seconds() {
-		return 0, invalidGrant("lifetime_too_long", "assertion lifetime exceeds the allowed maximum")
+// checkExpiry is check 6: exp is present, a number, and
+// now - clock_skew < exp.
+func checkExpiry(t *signedJWT, pol *Policy, now time.Time, fail failFunc) (time.Time, *Error) {
+	exp, present, ok := t.dateClaim("exp")
+	switch {
+	case !ok:
+		return time.Time{}, fail("bad_exp", "exp must be a number")
+	case !present:
+		return time.Time{}, fail("missing_exp", "exp is missing")
+	case !now.Add(-pol.ClockSkew).Before(exp):
+		return time.Time{}, fail("expired", "has expired")
 	}
 	return exp, nil
 }
 
-// checkJTI is the presence part of check 10; the replay part is the
-// store's set-if-absent of the mark.
-func checkJTI(t *token, required bool) (string, *Error) {
-	jti, present, ok := t.stringClaim("jti")
-	if !ok || (present && jti == "") {
-		return "", invalidGrant("bad_jti", "assertion jti must be a non-empty string")
+// checkNotBefore is check 7: nbf, if present, is a number and
+// nbf <= now + clock_skew.
+func checkNotBefore(t *signedJWT, pol *Policy, now time.Time, fail failFunc) *Error {
+	nbf, present, ok := t.dateClaim("nbf")
+	switch {
+	case !ok:
+		return fail("bad_nbf", "nbf must be a number")
+	case present && nbf.After(now.Add(pol.ClockSkew)):
+		return fail("not_yet_valid", "is not yet valid")
 	}
-	if required && !present {
-		return "", invalidGrant("missing_jti", "assertion jti is required")
+	return nil
+}
+
+// checkIssuedAt is check 8: iat, if present, is a number, not in the
+// future beyond clock_skew and, with iat_validation on, not older than
+// iat_validity. It returns iat, zero when absent.
+func checkIssuedAt(t *signedJWT, pol *Policy, now time.Time, fail failFunc) (time.Time, *Error) {
+	iat, present, ok := t.dateClaim("iat")
+	switch {
+	case !ok:
+		return time.Time{}, fail("bad_iat", "iat must be a number")
+	case !present:
+		return time.Time{}, nil
+	case iat.After(now.Add(pol.ClockSkew)):
+		return time.Time{}, fail("iat_in_future", "iat is in the future")
+	case pol.IATValidation && now.Sub(iat) > pol.IATValidity:
+		return time.Time{}, fail("iat_too_old", "iat is too old")
+	}
+	return iat, nil
+}
+
+// checkLifetime is check 9: exp - (iat or now) <= max_assertion_lifetime.
+func checkLifetime(exp, iat time.Time, pol *Policy, now time.Time, fail failFunc) *Error {
+	start := now
+	if !iat.IsZero() {
+		start = iat
+	}
+	if exp.Sub(start) > pol.MaxAssertionLifetime {
+		return fail("lifetime_too_long", "lifetime exceeds the allowed maximum")
+	}
+	return nil
+}
+
+// checkJTI is check 10 up to the store: jti, when present, is a non-empty
+// string, and it is present when required. Its replay record is claimed
+// by the store's set-if-absent once every other check passed.
+func checkJTI(t *signedJWT, required bool, fail failFunc) (string, *Error) {
+	jti, present, ok := t.stringClaim("jti")
+	switch {
+	case !ok || present && jti == "":
+		return "", fail("bad_jti", "jti must be a non-empty string")
+	case required && !present:
+		return "", fail("missing_jti", "jti is required")
 	}
 	return jti, nil
 }
 
-func copyClaims(t *token, names []string) map[string]json.RawMessage {
+// assertionError is the failure of a grant assertion check.
+func assertionError(reason, desc string) *Error {
+	return invalidGrant(reason, "assertion "+desc)
+}
+
+// claim returns a claim's raw JSON; a JSON null counts as absent.
+func (t *signedJWT) claim(name string) (json.RawMessage, bool) {
+	raw, ok := t.claims[name]
+	if !ok || string(raw) == "null" {
+		return nil, false
+	}
+	return raw, true
+}
+
+// stringClaim tells an absent claim (present false) from one that is not
+// a string (ok false), so that the latter is refused, not coerced.
+func (t *signedJWT) stringClaim(name string) (value string, present, ok bool) {
+	raw, present := t.claim(name)
+	if !present {
+		return "", false, true
+	}
+	return value, true, json.Unmarshal(raw, &value) == nil
+}
+
+// dateClaim reads a NumericDate with go-jose's semantics: a JSON number
+// (a quoted date is refused), whole seconds (a fraction is dropped, which
+// moves a date by less than a second, well inside clock_skew), and nothing
+// so large that it would overflow.
+func (t *signedJWT) dateClaim(name string) (value time.Time, present, ok bool) {
+	raw, present := t.claim(name)
+	if !present {
+		return time.Time{}, false, true
+	}
+	var d josejwt.NumericDate
+	if json.Unmarshal(raw, &d) != nil {
+		return time.Time{}, true, false
+	}
+	return d.Time(), true, true
+}
+
+// copyClaims returns the named claims that the assertion carries.
+func (t *signedJWT) copyClaims(names []string) map[string]json.RawMessage {
 	out := make(map[string]json.RawMessage, len(names))
 	for _, name := range names {
-		if v, ok := t.claims[name]; ok && !isNull(v) {
+		if v, ok := t.claim(name); ok {
 			out[name] = v
 		}
 	}
@@ -211,28 +406,18 @@ func copyClaims(t *token, names []string) map[string]json.RawMessage {
 
 // ReplayMarkKey is the store key of a replay record: a hash over the
 // namespace ("grant" for grant assertions, "client" for client
-// assertions), the tenant, the issuer and the jti, so that neither a
-// separator in a name nor a long jti can make two marks collide or grow a
-// key without bound.
+// assertions), the tenant, the issuer and the jti, each length-prefixed,
+// so that neither a separator in a name nor a long jti can make two marks
+// collide or grow a key without bound. Grant marks are made with tenant
+// "": every tenant that trusts the same iss shares its replay records
+// (SPEC §3.1 check 10), while a client id names a different client in
+// each tenant.
 func ReplayMarkKey(namespace, tenant, issuer, jti string) string {
 	h := sha256.New()
+	var n [8]byte
 	for _, part := range [...]string{namespace, tenant, issuer, jti} {
-		var n [8]byte
-		l := len(part)
-		for i := range n {
-			n[i] = byte(l >> (8 * i))
-		}
-		h.Write(n[:])
+		h.Write(binary.LittleEndian.AppendUint64(n[:0], uint64(len(part))))
 		h.Write([]byte(part))
 	}
 	return hex.EncodeToString(h.Sum(nil))
-}
-
-// unixTime converts a NumericDate, clamping values far outside time.Time's
-// range.
-func unixTime(v float64) time.Time {
-	const limit = 1 << 40
-	v = math.Max(-limit, math.Min(limit, v))
-	sec, frac := math.Modf(v)
-	return time.Unix(int64(sec), int64(frac*1e9))
 }

@@ -69,18 +69,18 @@ func testIssuer(keys ...Key) *Issuer {
 	return &Issuer{Name: "idp-name", Issuer: "idp", Algorithms: DefaultAlgorithms, Keys: StaticKeys(keys), Claims: []string{"email"}}
 }
 
-func runChecks(t testing.TB, is *Issuer, pol Policy, raw string) (*Assertion, *Error) {
+func runChecks(t testing.TB, is *Issuer, pol Policy, raw string) (*verifiedAssertion, *Error) {
 	t.Helper()
-	p, oerr := ParseAssertion(raw)
+	p, oerr := parseJWT(raw, assertionError)
 	if oerr != nil {
 		return nil, oerr
 	}
-	tenant := &Tenant{Issuers: map[string]*Issuer{is.Issuer: is}}
-	issuer, oerr := p.LookupIssuer(tenant)
+	issuer, oerr := checkIssuer(p, &Tenant{Issuers: map[string]*Issuer{is.Issuer: is}})
 	if oerr != nil {
 		return nil, oerr
 	}
-	return p.Validate(context.Background(), issuer, &pol, testAudiences, "", testNow)
+	s := &Server{cfg: Config{Policy: pol}, audiences: testAudiences}
+	return s.validateAssertion(context.Background(), p, issuer, testNow)
 }
 
 // rawJWS assembles a compact JWS from a header and claims with an
@@ -229,7 +229,7 @@ func TestAssertionAttacks(t *testing.T) {
 		name, raw, reason string
 		issuer            *Issuer
 	}{
-		{name: "alg none is rejected", raw: rawJWS(map[string]any{"alg": "none"}, baseClaims(), nil), reason: "malformed"},
+		{name: "alg none is rejected", raw: rawJWS(map[string]any{"alg": "none"}, baseClaims(), nil), reason: "bad_alg"},
 		{name: "alg none with a signature is rejected", raw: rawJWS(map[string]any{"alg": "none"}, baseClaims(), []byte("x")), reason: "bad_alg"},
 		{name: "HS256 with the public key as secret is rejected", raw: hmacSig(map[string]any{"alg": "HS256"}), reason: "bad_alg"},
 		{name: "JWE is rejected", raw: "eyJhbGciOiJSU0EtT0FFUCIsImVuYyI6IkEyNTZHQ00ifQ.a.b.c.d", reason: "malformed"},
@@ -238,7 +238,14 @@ func TestAssertionAttacks(t *testing.T) {
 		{name: "embedded jwk is not a key source", raw: signedWithHeader(map[string]any{"jwk": attackerJWK}), reason: "bad_signature"},
 		{name: "jku is not a key source", raw: signedWithHeader(map[string]any{"jku": "https://attacker/jwks"}), reason: "bad_signature"},
 		{name: "x5u is not a key source", raw: signedWithHeader(map[string]any{"x5u": "https://attacker/cert"}), reason: "bad_signature"},
-		{name: "x5c is not a key source", raw: signedWithHeader(map[string]any{"x5c": []string{"MIIB"}}), reason: "bad_signature"},
+		{name: "x5c is not a key source", raw: signedWithHeader(map[string]any{"x5c": []string{"MIIB"}}), reason: "malformed"},
+		{name: "b64 header is rejected", raw: signedWithHeaderOK(t, map[string]any{"b64": true}), reason: "b64"},
+		{name: "b64 false without crit is rejected", raw: rawJWS(map[string]any{"alg": "RS256", "b64": false}, baseClaims(), []byte("x")), reason: "b64"},
+		{name: "bytes after the claims object are rejected", raw: signRawPayload(t, claimsJSON(t)+"}GARBAGE"), reason: "malformed"},
+		{name: "a second JSON value after the claims is rejected", raw: signRawPayload(t, claimsJSON(t)+" {}"), reason: "malformed"},
+		{name: "null claims are rejected", raw: signRawPayload(t, "null"), reason: "malformed"},
+		{name: "a line break inside a segment is rejected", raw: parts[0] + "." + parts[1] + "." + parts[2][:10] + "\n" + parts[2][10:], reason: "malformed"},
+		{name: "non-zero trailing bits are rejected", raw: parts[0] + "." + parts[1] + "." + flipTrailingBits(parts[2]), reason: "malformed"},
 		{name: "tampered payload is rejected", raw: parts[0] + "." + base64.RawURLEncoding.EncodeToString(tc) + "." + parts[2], reason: "bad_signature"},
 		{name: "tampered signature is rejected", raw: parts[0] + "." + parts[1] + "." + base64.RawURLEncoding.EncodeToString([]byte("garbage-signature")), reason: "bad_signature"},
 		{name: "oversized assertion is rejected", raw: strings.Repeat("a", MaxAssertionSize+1), reason: "too_large"},
@@ -286,6 +293,8 @@ func TestAssertionKidSelection(t *testing.T) {
 		{"unkeyed key is tried whatever the kid", []Key{{Public: pub}}, "anything", true},
 		{"assertion without kid tries keyed keys", []Key{{KID: "k1", Public: testKeys.rsa2.Public()}, {KID: "k2", Public: pub}}, "", true},
 		{"assertion without kid tries at most eight keys", append(repeatKey(Key{Public: testKeys.rsa2.Public()}, 8), Key{Public: pub}), "", false},
+		{"assertion with a kid tries at most eight keys", append(repeatKey(Key{Public: testKeys.rsa2.Public()}, 8), Key{Public: pub}), "any-kid", false},
+		{"the eighth candidate is still tried", append(repeatKey(Key{Public: testKeys.rsa2.Public()}, 7), Key{Public: pub}), "any-kid", true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -372,4 +381,40 @@ func signedWithHeaderOK(t testing.TB, extra map[string]any) string {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// claimsJSON is baseClaims as JSON.
+func claimsJSON(t testing.TB) string {
+	c, err := json.Marshal(baseClaims())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(c)
+}
+
+// signRawPayload signs payload bytes as they are with the trusted key
+// (RS256), for payloads no honest signer makes.
+func signRawPayload(t testing.TB, payload string) string {
+	t.Helper()
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: testKeys.rsa}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jws, err := signer.Sign([]byte(payload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := jws.CompactSerialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// flipTrailingBits respells a base64url segment with non-zero unused
+// bits in its last character: a lenient decoder reads the same bytes.
+func flipTrailingBits(seg string) string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	last := strings.IndexByte(alphabet, seg[len(seg)-1])
+	return seg[:len(seg)-1] + string(alphabet[last|1])
 }

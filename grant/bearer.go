@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -249,7 +250,7 @@ func (v *Verifier) WriteError(w http.ResponseWriter, e *Error) {
 // sharesOne reports whether a and b have a value in common.
 func sharesOne(a, b []string) bool {
 	for _, s := range a {
-		if contains(b, s) {
+		if slices.Contains(b, s) {
 			return true
 		}
 	}

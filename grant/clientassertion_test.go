@@ -234,7 +234,7 @@ func TestPrivateKeyJWTRules(t *testing.T) {
 		{name: "client_assertion_type missing", form: func(f url.Values) { f.Del("client_assertion_type") }, status: 400, code: "invalid_request"},
 		{name: "client_assertion_type of another profile", form: func(f url.Values) {
 			f.Set("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:saml2-bearer")
-		}, status: 400, code: "invalid_request"},
+		}, status: 401, code: "invalid_client"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

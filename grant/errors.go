@@ -37,7 +37,6 @@ const (
 	CodeServerError            = "server_error"
 	CodeInvalidToken           = "invalid_token"
 	CodeInsufficientScope      = "insufficient_scope"
-	CodeUnsupportedTokenType   = "unsupported_token_type"
 	defaultRetryAfterSeconds   = 5
 )
 

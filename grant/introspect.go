@@ -46,7 +46,7 @@ func (s *Server) ServeIntrospect(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) introspect(r *http.Request) (any, *Error) {
-	tenant, client, token, oerr := s.tokenRequest(r)
+	tenant, client, token, oerr := s.clientRequest(r)
 	if oerr != nil {
 		return nil, oerr
 	}
@@ -68,10 +68,10 @@ func (s *Server) introspect(r *http.Request) (any, *Error) {
 	return resp, nil
 }
 
-// tokenRequest reads what introspection and revocation requests share:
+// clientRequest reads what introspection and revocation requests share:
 // the form (kept in r.PostForm), the tenant, the authenticated client and
 // the token parameter.
-func (s *Server) tokenRequest(r *http.Request) (*Tenant, *Client, string, *Error) {
+func (s *Server) clientRequest(r *http.Request) (*Tenant, *Client, string, *Error) {
 	form, oerr := readForm(r)
 	if oerr != nil {
 		return nil, nil, "", oerr

@@ -3,6 +3,10 @@ package grant
 import (
 	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
 )
 
 // Key is a public verification key of a trusted issuer or of a
@@ -35,3 +39,28 @@ type StaticKeys []Key
 // Keys returns every key: keys from files carry no kid, so each is tried
 // whatever the JWS's kid.
 func (s StaticKeys) Keys(context.Context, string) ([]Key, error) { return s, nil }
+
+// keyFitsAlg reports whether key can verify alg: RSA for RS*/PS*, the
+// matching curve for ES*, Ed25519 for EdDSA; and the key's own alg, if it
+// has one, must be alg.
+func keyFitsAlg(k Key, alg string) bool {
+	if k.Alg != "" && k.Alg != alg {
+		return false
+	}
+	switch pub := k.Public.(type) {
+	case *rsa.PublicKey:
+		return alg[0] == 'R' || alg[0] == 'P'
+	case *ecdsa.PublicKey:
+		switch alg {
+		case "ES256":
+			return pub.Curve == elliptic.P256()
+		case "ES384":
+			return pub.Curve == elliptic.P384()
+		case "ES512":
+			return pub.Curve == elliptic.P521()
+		}
+	case ed25519.PublicKey:
+		return alg == "EdDSA"
+	}
+	return false
+}

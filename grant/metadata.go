@@ -58,7 +58,7 @@ func (s *Server) Metadata() *Metadata {
 		for _, c := range t.Clients {
 			secret = secret || c.SecretHash != nil
 			keys = keys || c.Keys != nil
-			if _, rt := s.ttls(c); rt > 0 {
+			if _, rt := s.lifetimes(c); rt > 0 {
 				refresh = true
 			}
 		}
@@ -89,14 +89,8 @@ func (s *Server) Metadata() *Metadata {
 	return m
 }
 
-// ServeMetadata is the metadata endpoint (RFC 8414 §3, SPEC §3.5). It
-// encodes the document on every call; Endpoints registers a handler that
-// encodes it once.
-func (s *Server) ServeMetadata(w http.ResponseWriter, r *http.Request) {
-	s.metadataHandler()(w, r)
-}
-
-// metadataHandler encodes the document once and serves it to GET and
+// metadataHandler is the metadata endpoint (RFC 8414 §3, SPEC §3.5). It
+// encodes the document once and serves it to GET and
 // HEAD. The document changes only with the configuration, so it may be
 // cached briefly (a config reload shows within five minutes).
 func (s *Server) metadataHandler() http.HandlerFunc {

@@ -130,12 +130,6 @@ func TestMetadataEndpointAnswersGETAndHEADOnly(t *testing.T) {
 			t.Errorf("%s: %d Allow %q", m, w.Code, w.Header().Get("Allow"))
 		}
 	}
-	// ServeMetadata serves the same document.
-	w := httptest.NewRecorder()
-	e.srv.ServeMetadata(w, httptest.NewRequest(http.MethodGet, "/", nil))
-	if w.Body.String() != get.Body.String() {
-		t.Fatalf("ServeMetadata differs:\n%s\n%s", w.Body, get.Body)
-	}
 }
 
 func TestEndpointsRouteEveryEnabledEndpoint(t *testing.T) {

@@ -25,7 +25,7 @@ func (s *Server) ServeRevoke(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) revoke(r *http.Request) *Error {
-	tenant, client, token, oerr := s.tokenRequest(r)
+	tenant, client, token, oerr := s.clientRequest(r)
 	if oerr != nil {
 		return oerr
 	}

@@ -1,6 +1,9 @@
 package grant
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // splitScope splits a space-separated scope string into its tokens,
 // dropping empty ones and duplicates while keeping the order.
@@ -8,7 +11,7 @@ func splitScope(s string) []string {
 	fields := strings.Fields(s)
 	out := fields[:0]
 	for _, f := range fields {
-		if !contains(out, f) {
+		if !slices.Contains(out, f) {
 			out = append(out, f)
 		}
 	}
@@ -38,7 +41,7 @@ func grantScope(requested []string, bounds ...[]string) ([]string, *Error) {
 			return nil, invalidScope("malformed_scope", "requested scope is malformed")
 		}
 		for _, b := range bounds {
-			if b != nil && !contains(b, s) {
+			if b != nil && !slices.Contains(b, s) {
 				return nil, invalidScope("scope_not_allowed", "requested scope is not allowed")
 			}
 		}

@@ -85,7 +85,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.audiences = []string{cfg.IssuerURL, s.tokenURL}
 	if s.minter == nil {
-		s.minter = OpaqueMinter{}
+		s.minter = opaqueMinter{}
 	}
 	if s.log == nil {
 		s.log = zap.NewNop()
@@ -119,9 +119,6 @@ func (s *Server) Endpoints() map[string]http.HandlerFunc {
 	}
 	return m
 }
-
-// TokenURL is the token endpoint's absolute URL: issuer_url + token_path.
-func (s *Server) TokenURL() string { return s.tokenURL }
 
 // readForm reads an application/x-www-form-urlencoded body of at most
 // MaxFormSize in which no parameter is repeated (RFC 6749 §3.2).

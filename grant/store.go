@@ -76,6 +76,16 @@ type Mark struct {
 	Until time.Time
 }
 
+// ReplayError is a store's answer when a replay mark already exists: Key
+// names the mark, so that the caller can tell whose replay it was without
+// asking the store again. errors.Is(err, ErrReplay) holds for it.
+type ReplayError struct{ Key string }
+
+func (e *ReplayError) Error() string { return ErrReplay.Error() }
+
+// Is makes a ReplayError match ErrReplay.
+func (e *ReplayError) Is(target error) bool { return target == ErrReplay }
+
 // Validate rejects an issuance no store could write faithfully: these are
 // programming errors of the caller, not outages. withMarks checks the
 // replay marks too (Rotate ignores them).

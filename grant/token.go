@@ -13,12 +13,12 @@ type Minter interface {
 	Mint(rec *AccessRecord) (string, error)
 }
 
-// OpaqueMinter makes opaque access tokens: 256 bits from the CSPRNG,
+// opaqueMinter makes opaque access tokens: 256 bits from the CSPRNG,
 // base64url-encoded. They mean nothing without the store.
-type OpaqueMinter struct{}
+type opaqueMinter struct{}
 
 // Mint returns a fresh random token.
-func (OpaqueMinter) Mint(*AccessRecord) (string, error) { return randomToken(), nil }
+func (opaqueMinter) Mint(*AccessRecord) (string, error) { return randomToken(), nil }
 
 // randomToken returns 256 bits from crypto/rand, base64url-encoded (43
 // characters). crypto/rand.Read never fails on supported platforms.

@@ -3,6 +3,7 @@ package grant_test
 import (
 	"crypto/rand"
 	"crypto/rsa"
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -133,6 +134,14 @@ func TestClientAuthOptionalIssuer(t *testing.T) {
 			b.assertion(t, "svc-account@example", map[string]any{"aud": "https://elsewhere"}), 400, "invalid_grant"},
 		{"an issuer that requires client auth is invalid_client", b.assertion(t, "https://idp", nil), 401, "invalid_client"},
 		{"a malformed assertion without client auth is invalid_client", "not.a.jws", 401, "invalid_client"},
+		{"an unsigned assertion of an optional issuer is invalid_grant",
+			unsignedJWS(map[string]any{"alg": "none"}, map[string]any{"iss": "svc-account@example"}), 400, "invalid_grant"},
+		{"an HS256 assertion of an optional issuer is invalid_grant",
+			unsignedJWS(map[string]any{"alg": "HS256"}, map[string]any{"iss": "svc-account@example"}), 400, "invalid_grant"},
+		{"a crit assertion of an optional issuer is invalid_grant",
+			unsignedJWS(map[string]any{"alg": "RS256", "crit": []string{"x"}}, map[string]any{"iss": "svc-account@example"}), 400, "invalid_grant"},
+		{"an unsigned assertion of another issuer is invalid_client",
+			unsignedJWS(map[string]any{"alg": "none"}, map[string]any{"iss": "https://idp"}), 401, "invalid_client"},
 		{"an unknown issuer without client auth is invalid_client", b.assertion(t, "https://unknown", nil), 401, "invalid_client"},
 	}
 	for _, tc := range cases {
@@ -196,4 +205,12 @@ func BenchmarkTokenEndpointMemory(b *testing.B) {
 			b.Fatal(w.Code)
 		}
 	}
+}
+
+// unsignedJWS is a compact JWS with the given header and claims and a
+// signature that verifies nothing.
+func unsignedJWS(header, claims map[string]any) string {
+	h, _ := json.Marshal(header)
+	c, _ := json.Marshal(claims)
+	return base64.RawURLEncoding.EncodeToString(h) + "." + base64.RawURLEncoding.EncodeToString(c) + ".c2ln"
 }
