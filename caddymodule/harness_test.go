@@ -37,6 +37,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant"
+	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/keys"
 )
 
 // childEnv makes the test binary act as the caddy command.
@@ -204,7 +205,7 @@ func (f *fixture) assertion(t testing.TB, claims map[string]any) string {
 			c[k] = v
 		}
 	}
-	s, err := grant.SignJWT(f.key, "RS256", "", "JWT", c)
+	s, err := keys.Sign(f.key, "RS256", "", "JWT", c)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,7 +25,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
-	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant"
+	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/keys"
 )
 
 // newECKey is a P-256 key: fast to make, so every test has its own.
@@ -68,7 +68,7 @@ func signAs(t testing.TB, key crypto.Signer, kid string, claims map[string]any) 
 			c[k] = v
 		}
 	}
-	s, err := grant.SignJWT(key, grant.DefaultAlgorithm(key), kid, "JWT", c)
+	s, err := keys.Sign(key, keys.DefaultAlg(key), kid, "JWT", c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func signAs(t testing.TB, key crypto.Signer, kid string, claims map[string]any) 
 // publicJWK is key's public half as a JWK with kid and alg.
 func publicJWK(t testing.TB, key crypto.Signer, kid string) json.RawMessage {
 	t.Helper()
-	b, err := jose.JSONWebKey{Key: key.Public(), KeyID: kid, Algorithm: grant.DefaultAlgorithm(key), Use: "sig"}.MarshalJSON()
+	b, err := jose.JSONWebKey{Key: key.Public(), KeyID: kid, Algorithm: keys.DefaultAlg(key), Use: "sig"}.MarshalJSON()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"math"
 	"time"
+
+	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/keys"
 )
 
 // Assertion is a JWT bearer grant assertion that passed checks 1 to 9 of
@@ -95,18 +97,18 @@ func (p *ParsedAssertion) Validate(ctx context.Context, issuer *Issuer, pol *Pol
 }
 
 // checkSignature is check 3.
-func checkSignature(ctx context.Context, t *token, ks KeySet, allowed []string) *Error {
+func checkSignature(ctx context.Context, t *token, ks keys.Set, allowed []string) *Error {
 	if !contains(allowed, t.header.Alg) {
 		return invalidGrant("alg_not_allowed", "assertion algorithm is not accepted for this issuer")
 	}
-	keys, err := ks.Keys(ctx, t.header.Kid)
+	candidates, err := ks.Keys(ctx, t.header.Kid)
 	if err != nil {
-		if errors.Is(err, ErrKeysUnavailable) {
+		if errors.Is(err, keys.ErrUnavailable) {
 			return unavailable("issuer_keys_unavailable", "issuer keys cannot be obtained")
 		}
 		return invalidGrant("no_key", "no key of the issuer verifies the assertion")
 	}
-	if !verifySignature(t, keys, allowed) {
+	if !verifySignature(t, candidates, allowed) {
 		return invalidGrant("bad_signature", "assertion signature is invalid")
 	}
 	return nil

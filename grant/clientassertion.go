@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"strings"
+
+	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/keys"
 )
 
 // private_key_jwt client authentication (RFC 7523 §2.2, RFC 7521 §4.2,
@@ -67,7 +69,7 @@ func (s *Server) verifyClientAssertion(ctx context.Context, tenant *Tenant, c cr
 		// accepting both would give it two credentials to lose.
 		return nil, nil, invalidClient("client_auth_method", "client may not use private_key_jwt")
 	}
-	if oerr := checkSignature(ctx, t, client.Keys, DefaultAlgorithms); oerr != nil {
+	if oerr := checkSignature(ctx, t, client.Keys, keys.DefaultAlgorithms); oerr != nil {
 		return nil, nil, clientAssertionError(oerr)
 	}
 	if sub, _, ok := t.stringClaim("sub"); !ok || sub != iss {

@@ -2,10 +2,6 @@ package grant
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -13,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/keys"
 )
 
 // MaxAssertionSize bounds a compact JWS (SPEC §3.1 check 1).
@@ -69,7 +67,7 @@ func parseCompactJWS(raw string) (*token, *Error) {
 		return nil, invalidGrant("crit", "assertion header has unsupported critical parameters")
 	case t.header.Zip != nil:
 		return nil, invalidGrant("zip", "compressed assertions are not accepted")
-	case !isAsymmetricAlg(t.header.Alg):
+	case !keys.IsAsymmetric(t.header.Alg):
 		return nil, invalidGrant("bad_alg", "assertion algorithm is not accepted")
 	}
 	payload, err := base64.RawURLEncoding.Strict().DecodeString(raw[first+1 : last])
@@ -83,42 +81,9 @@ func parseCompactJWS(raw string) (*token, *Error) {
 	return &t, nil
 }
 
-func isAsymmetricAlg(alg string) bool {
-	switch alg {
-	case "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA":
-		return true
-	}
-	return false
-}
-
-// keyFitsAlg reports whether key can verify alg: RSA for RS*/PS*, the
-// matching curve for ES*, Ed25519 for EdDSA; and the key's own alg, if it
-// has one, must be alg.
-func keyFitsAlg(k Key, alg string) bool {
-	if k.Alg != "" && k.Alg != alg {
-		return false
-	}
-	switch pub := k.Public.(type) {
-	case *rsa.PublicKey:
-		return alg[0] == 'R' || alg[0] == 'P'
-	case *ecdsa.PublicKey:
-		switch alg {
-		case "ES256":
-			return pub.Curve == elliptic.P256()
-		case "ES384":
-			return pub.Curve == elliptic.P384()
-		case "ES512":
-			return pub.Curve == elliptic.P521()
-		}
-	case ed25519.PublicKey:
-		return alg == "EdDSA"
-	}
-	return false
-}
-
 // verifySignature is check 3 of SPEC §3.1: the signature verifies with a
 // key of keys whose type fits alg, and alg is allowed.
-func verifySignature(t *token, keys []Key, allowed []string) bool {
+func verifySignature(t *token, candidates []keys.Key, allowed []string) bool {
 	alg := t.header.Alg
 	if !contains(allowed, alg) {
 		return false
@@ -128,13 +93,13 @@ func verifySignature(t *token, keys []Key, allowed []string) bool {
 		return false
 	}
 	tried := 0
-	for _, k := range keys {
+	for _, k := range candidates {
 		// An assertion with a kid is tried against keys with that kid and
 		// keys with none; one without a kid against every key, bounded.
 		if t.header.Kid != "" && k.KID != "" && k.KID != t.header.Kid {
 			continue
 		}
-		if !keyFitsAlg(k, alg) {
+		if !k.Verifies(alg) {
 			continue
 		}
 		if t.header.Kid == "" {
