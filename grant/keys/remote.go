@@ -63,7 +63,8 @@ type RemoteConfig struct {
 	// server's headers.
 	MinAge time.Duration
 	// Client performs the fetches; nil means a client on the default
-	// transport that follows redirects only within the URL's host.
+	// transport that follows redirects only within the URL's scheme and
+	// host.
 	Client *http.Client
 	// Logger receives fetch failures and skipped keys; nil discards.
 	Logger *zap.Logger
@@ -152,11 +153,16 @@ func orDefault(d, def time.Duration) time.Duration {
 	return d
 }
 
-// sameOriginRedirects lets a JWKS endpoint move within its host (e.g. to
-// a versioned path) but not hand key selection to another host.
+// sameOriginRedirects lets a JWKS endpoint move within its scheme and
+// host (e.g. to a versioned path) but neither hand key selection to
+// another host nor downgrade https to http, where anyone on the path could
+// substitute keys. net/http has no such policy built in, hence this hook.
 func sameOriginRedirects(req *http.Request, via []*http.Request) error {
 	if len(via) >= 3 {
 		return errors.New("too many redirects")
+	}
+	if req.URL.Scheme != via[0].URL.Scheme {
+		return errors.New("redirect to another scheme refused")
 	}
 	if req.URL.Host != via[0].URL.Host {
 		return errors.New("redirect to another host refused")
@@ -482,8 +488,8 @@ func parseJWK(raw json.RawMessage) (k Key, skip string, warn bool) {
 	if err != nil {
 		return Key{}, err.Error(), true
 	}
-	alg := jwk.Algorithm
-	if alg != "" && !Fits(alg, pub) && !(alg == "Ed25519" && Fits("EdDSA", pub)) {
+	alg := canonical(jwk.Algorithm)
+	if alg != "" && !Fits(alg, pub) {
 		return Key{}, "alg " + jwk.Algorithm + " does not fit the key", true
 	}
 	return Key{KID: jwk.KeyID, Public: pub, Alg: alg}, "", false

@@ -724,3 +724,44 @@ func TestRemoteURLCredentialsNotLogged(t *testing.T) {
 		}
 	}
 }
+
+func TestRemoteRedirectsOnlyWithinSchemeAndHost(t *testing.T) {
+	via := func(u string) []*http.Request {
+		return []*http.Request{httptest.NewRequest(http.MethodGet, u, nil)}
+	}
+	for _, tc := range []struct {
+		name, from, to string
+		follow         bool
+	}{
+		{"same scheme and host", "https://idp.example/jwks", "https://idp.example/v2/jwks", true},
+		{"https to http on the same host", "https://idp.example/jwks", "http://idp.example/jwks", false},
+		{"http to https on the same host", "http://idp.example/jwks", "https://idp.example/jwks", false},
+		{"another host", "https://idp.example/jwks", "https://evil.example/jwks", false},
+		{"another port", "https://idp.example/jwks", "https://idp.example:8443/jwks", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := sameOriginRedirects(httptest.NewRequest(http.MethodGet, tc.to, nil), via(tc.from))
+			if (err == nil) != tc.follow {
+				t.Fatalf("redirect %s -> %s: err = %v, want follow=%v", tc.from, tc.to, err, tc.follow)
+			}
+		})
+	}
+}
+
+func TestRemoteEd25519AlgIsEdDSA(t *testing.T) {
+	e := newJWKSEnv(t, jwksDoc(
+		jwk(t, newEd(t).Public(), "ed", "Ed25519", ""),
+		jwk(t, newEC(t, elliptic.P256()).Public(), "ec", "Ed25519", ""),
+	), nil)
+	ks := e.keys(t, "")
+	if !sameKIDs(ks, "ed") {
+		t.Fatalf("kids %q, want [ed]: an Ed25519 alg on a P-256 key fits nothing", kids(ks))
+	}
+	if ks[0].Alg != "EdDSA" || !ks[0].Verifies("EdDSA") {
+		t.Errorf("alg Ed25519 loaded as Alg %q (verifies EdDSA: %v), want EdDSA", ks[0].Alg, ks[0].Verifies("EdDSA"))
+	}
+	skipped := e.logs.FilterMessage("jwks key skipped").All()
+	if len(skipped) != 1 || skipped[0].ContextMap()["kid"] != "ec" {
+		t.Fatalf("skip log lines %v, want one for kid ec", skipped)
+	}
+}
