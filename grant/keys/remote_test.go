@@ -83,6 +83,9 @@ func jwksDoc(keys ...json.RawMessage) []byte {
 type jwksServer struct {
 	*httptest.Server
 	hits atomic.Int32
+	// arrived gets a value for each request, as it arrives, while it has
+	// room.
+	arrived chan struct{}
 
 	mu     sync.Mutex
 	status int
@@ -93,9 +96,13 @@ type jwksServer struct {
 
 func newJWKSServer(t *testing.T, body []byte) *jwksServer {
 	t.Helper()
-	s := &jwksServer{status: http.StatusOK, body: body, header: http.Header{}}
+	s := &jwksServer{status: http.StatusOK, body: body, header: http.Header{}, arrived: make(chan struct{}, 16)}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.hits.Add(1)
+		select {
+		case s.arrived <- struct{}{}:
+		default:
+		}
 		s.mu.Lock()
 		status, body, delay := s.status, s.body, s.delay
 		for k, v := range s.header {
@@ -675,9 +682,7 @@ func TestRemoteCloseCancelsInFlightFetch(t *testing.T) {
 	})
 	e.srv.set(func(s *jwksServer) { s.delay = 5 * time.Second })
 	e.rk.Prefetch()
-	for e.srv.hits.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	<-e.srv.arrived
 	start := time.Now()
 	_ = e.rk.Close()
 	if elapsed := time.Since(start); elapsed > time.Second {

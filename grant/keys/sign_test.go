@@ -166,3 +166,25 @@ func TestSignRejectsBadKeysAndNonObjectClaims(t *testing.T) {
 		})
 	}
 }
+
+func TestSignKeepsClaimValuesExactly(t *testing.T) {
+	// go-jose encodes with its own json package; encoding/json values must
+	// still come out as the JSON they stand for, and large integers whole.
+	fams := kfTestKeys(t)
+	claims := map[string]any{
+		"raw":  json.RawMessage(`{"groups":["a","b"]}`),
+		"big":  json.Number("9007199254740993"),
+		"time": 1800000000,
+	}
+	compact, err := keys.Sign(fams[1].key, "ES256", "", "", claims)
+	if err != nil {
+		t.Fatalf("Sign: %v", err)
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(strings.Split(compact, ".")[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"big":9007199254740993,"raw":{"groups":["a","b"]},"time":1800000000}`; string(payload) != want {
+		t.Errorf("payload %s, want %s", payload, want)
+	}
+}
