@@ -7,7 +7,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
-	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant"
+	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/keys"
 )
 
 func init() {
@@ -153,7 +153,7 @@ func parseIssuer(d *caddyfile.Dispenser) (IssuerConfig, error) {
 		case "algorithms":
 			ic.Algorithms, err = appendArgs(d, ic.Algorithms)
 			for _, alg := range ic.Algorithms {
-				if err == nil && !contains(grant.DefaultAlgorithms, alg) {
+				if err == nil && !keys.IsAsymmetric(alg) {
 					err = d.Errf("trusted_issuer %q: unknown or unsupported algorithm %q", ic.Name, alg)
 				}
 			}

@@ -2,11 +2,7 @@ package caddymodule
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
@@ -26,14 +22,10 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/spf13/cobra"
 
-	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant"
+	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/keys"
 )
 
 const (
-	// keygenRSABits is the RSA size keygen uses: the minimum the verifier
-	// accepts, which keeps generation fast for demos and tests; operators
-	// wanting more generate their own keys, any size >= 2048 is accepted.
-	keygenRSABits = 2048
 	// keygenCertValidity bounds the self-signed certificate. The verifier
 	// ignores certificate dates (the certificate only carries the key), so
 	// this never breaks a running set-up; a year signals that the key is
@@ -70,7 +62,7 @@ grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer.
 
 func keygenCommand() *cobra.Command {
 	c := &cobra.Command{
-		Use:   "keygen [--alg RS256|ES256|EdDSA] [--out PREFIX] [--force]",
+		Use:   "keygen [--alg " + strings.Join(keys.KeyAlgorithms(), "|") + "] [--out PREFIX] [--force]",
 		Short: "Writes an issuer key pair, certificate and JWKS",
 		Long: `
 Generates an issuer signing key and writes three files:
@@ -82,8 +74,8 @@ Generates an issuer signing key and writes three files:
   PREFIX.jwks.json  {"keys":[...]} with the public JWK (kid = RFC 7638
                     thumbprint, alg, use "sig"), to serve at a "jwks_url"
 
---alg selects RS256 (RSA 2048, the default), ES256 (P-256) or EdDSA
-(Ed25519). --out defaults to "issuer"; missing parent directories are
+--alg selects RS256 (RSA 2048, the default), ES256, ES384 or ES512
+(ECDSA P-256, P-384 or P-521) or EdDSA (Ed25519). --out defaults to "issuer"; missing parent directories are
 created. An existing PREFIX.key is never replaced unless --force is given.
 `,
 		Args: cobra.NoArgs,
@@ -104,7 +96,7 @@ created. An existing PREFIX.key is never replaced unless --force is given.
 			return keygen(alg, out, force, cmd.OutOrStdout())
 		},
 	}
-	c.Flags().String("alg", "RS256", "Signature algorithm of the key: RS256, ES256 or EdDSA")
+	c.Flags().String("alg", "RS256", "Signature algorithm of the key: "+keygenAlgList())
 	c.Flags().String("out", "issuer", "Path prefix of the files written")
 	c.Flags().Bool("force", false, "Replace an existing PREFIX.key")
 	return c
@@ -228,7 +220,7 @@ func keygen(alg, prefix string, force bool, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	kid, err := grant.Thumbprint(key.Public())
+	jwk, err := keys.PublicJWK(key)
 	if err != nil {
 		return err
 	}
@@ -241,12 +233,7 @@ func keygen(alg, prefix string, force bool, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	jwks, err := json.MarshalIndent(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{
-		Key:       key.Public(),
-		KeyID:     kid,
-		Algorithm: alg,
-		Use:       "sig",
-	}}}, "", "  ")
+	jwks, err := json.MarshalIndent(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{jwk}}, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encoding jwks: %w", err)
 	}
@@ -268,25 +255,28 @@ func keygen(alg, prefix string, force bool, out io.Writer) error {
 		return err
 	}
 	_, err = fmt.Fprintf(out, "wrote %s (%s private key, keep it secret)\nwrote %s (self-signed certificate, valid until %s)\nwrote %s (kid %s)\n",
-		keyPath, alg, certPath, notAfter.UTC().Format(time.DateOnly), jwksPath, kid)
+		keyPath, alg, certPath, notAfter.UTC().Format(time.DateOnly), jwksPath, jwk.KeyID)
 	return err
 }
 
-// generateIssuerKey returns a new key for alg and alg's canonical spelling.
+// generateIssuerKey returns a new key for alg and alg's canonical
+// spelling. Only the algorithms a key signs with by default are offered
+// (keys.KeyAlgorithms): the assertion command and jwt_grant's signing_key
+// pick that algorithm, so the JWKS written must name it.
 func generateIssuerKey(alg string) (string, crypto.Signer, error) {
-	switch {
-	case strings.EqualFold(alg, "RS256"):
-		k, err := rsa.GenerateKey(rand.Reader, keygenRSABits)
-		return "RS256", k, err
-	case strings.EqualFold(alg, "ES256"):
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		return "ES256", k, err
-	case strings.EqualFold(alg, "EdDSA"):
-		_, k, err := ed25519.GenerateKey(rand.Reader)
-		return "EdDSA", k, err
-	default:
-		return "", nil, fmt.Errorf("unsupported --alg %q; want RS256, ES256 or EdDSA", alg)
+	for _, a := range keys.KeyAlgorithms() {
+		if strings.EqualFold(alg, a) {
+			k, err := keys.GenerateKey(a)
+			return a, k, err
+		}
 	}
+	return "", nil, fmt.Errorf("unsupported --alg %q; want %s", alg, keygenAlgList())
+}
+
+// keygenAlgList spells keys.KeyAlgorithms for help and errors.
+func keygenAlgList() string {
+	algs := keys.KeyAlgorithms()
+	return strings.Join(algs[:len(algs)-1], ", ") + " or " + algs[len(algs)-1]
 }
 
 func selfSignedCertificate(key crypto.Signer, now time.Time) ([]byte, time.Time, error) {
@@ -360,7 +350,7 @@ type assertionOptions struct {
 	// Claims are name=value pairs, applied after every other claim.
 	Claims []string
 	Scope  string
-	// Alg is the JWS algorithm; "" means grant.DefaultAlgorithm of the key.
+	// Alg is the JWS algorithm; "" means keys.DefaultAlg of the key.
 	Alg string
 }
 
@@ -392,17 +382,17 @@ func makeAssertion(opts assertionOptions, now time.Time) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	key, err := grant.ParsePrivateKey(data)
+	key, err := keys.ParsePrivate(data)
 	if err != nil {
 		return "", fmt.Errorf("--key %s: %w", opts.KeyFile, err)
 	}
 	alg := opts.Alg
 	if alg == "" {
-		alg = grant.DefaultAlgorithm(key.Public())
+		alg = keys.DefaultAlg(key)
 	}
 	kid := opts.KID
 	if kid == "" && !opts.NoKID {
-		if kid, err = grant.Thumbprint(key.Public()); err != nil {
+		if kid, err = keys.Thumbprint(key); err != nil {
 			return "", err
 		}
 	}
@@ -435,7 +425,7 @@ func makeAssertion(opts assertionOptions, now time.Time) (string, error) {
 	for k, v := range extra {
 		claims[k] = v
 	}
-	return grant.SignJWT(key, alg, kid, "JWT", claims)
+	return keys.Sign(key, alg, kid, "JWT", claims)
 }
 
 // parseClaimFlags turns --claim name=value pairs into claim values.

@@ -19,7 +19,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/spf13/cobra"
 
-	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant"
+	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/keys"
 )
 
 // cmdIssuer is a key pair written by keygen, shared by the assertion tests.
@@ -44,11 +44,11 @@ func cmdTestIssuers(t *testing.T, algs ...string) map[string]cmdIssuer {
 		if err != nil {
 			t.Fatal(err)
 		}
-		pubs, err := grant.ParsePublicKeys(data)
+		pubs, err := keys.ParsePublic(data)
 		if err != nil {
-			t.Fatalf("ParsePublicKeys: %v", err)
+			t.Fatalf("ParsePublic: %v", err)
 		}
-		kid, err := grant.Thumbprint(pubs[0])
+		kid, err := keys.Thumbprint(pubs[0])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -93,11 +93,11 @@ func TestKeygenWritesKeyCertificateAndJWKSThatAgree(t *testing.T) {
 			if block, _ := pem.Decode(keyPEM); block == nil || block.Type != "PRIVATE KEY" {
 				t.Fatal("key file is not a PKCS #8 PEM block")
 			}
-			key, err := grant.ParsePrivateKey(keyPEM)
+			key, err := keys.ParsePrivate(keyPEM)
 			if err != nil {
-				t.Fatalf("ParsePrivateKey: %v", err)
+				t.Fatalf("ParsePrivate: %v", err)
 			}
-			if got := grant.DefaultAlgorithm(key.Public()); got != tc.want {
+			if got := keys.DefaultAlg(key.Public()); got != tc.want {
 				t.Errorf("key algorithm %s, want %s", got, tc.want)
 			}
 
@@ -105,9 +105,9 @@ func TestKeygenWritesKeyCertificateAndJWKSThatAgree(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			pubs, err := grant.ParsePublicKeys(certPEM)
+			pubs, err := keys.ParsePublic(certPEM)
 			if err != nil {
-				t.Fatalf("ParsePublicKeys(.pem): %v", err)
+				t.Fatalf("ParsePublic(.pem): %v", err)
 			}
 			if len(pubs) != 1 || !cmdSamePublic(pubs[0], key.Public()) {
 				t.Fatal("certificate does not hold the written key's public half")
@@ -143,7 +143,7 @@ func TestKeygenWritesKeyCertificateAndJWKSThatAgree(t *testing.T) {
 				t.Fatalf("jwks has %d keys, want 1", len(set.Keys))
 			}
 			jwk := set.Keys[0]
-			kid, err := grant.Thumbprint(pubs[0])
+			kid, err := keys.Thumbprint(pubs[0])
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -232,7 +232,7 @@ func TestKeygenRefusesToOverwriteAKeyWithoutForce(t *testing.T) {
 			t.Errorf("replaced key mode %o, want 600", m)
 		}
 	}
-	key, err := grant.ParsePrivateKey(replaced)
+	key, err := keys.ParsePrivate(replaced)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,7 +240,7 @@ func TestKeygenRefusesToOverwriteAKeyWithoutForce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pubs, err := grant.ParsePublicKeys(certPEM)
+	pubs, err := keys.ParsePublic(certPEM)
 	if err != nil || !cmdSamePublic(pubs[0], key.Public()) {
 		t.Errorf("certificate does not follow the replaced key (%v)", err)
 	}
@@ -524,7 +524,7 @@ func TestJWTGrantCommandWiresFlagsToKeygenAndAssertion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pubs, err := grant.ParsePublicKeys(certPEM)
+	pubs, err := keys.ParsePublic(certPEM)
 	if err != nil {
 		t.Fatal(err)
 	}

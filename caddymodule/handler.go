@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant"
+	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/keys"
 )
 
 func init() {
@@ -77,7 +78,16 @@ type Handler struct {
 	closers []func()
 	logger  *zap.Logger
 	paths   map[string]http.HandlerFunc
+	// now is the package clock as it was at Provision, so that a test
+	// swapping it later cannot race a running handler.
+	now func() time.Time
 }
+
+// now is the clock of every handler provisioned in this process. It is a
+// variable only so that end-to-end tests, whose Caddy runs in this
+// process, can move time past cache ages and refresh intervals instead of
+// sleeping through them; nothing else assigns it.
+var now = time.Now
 
 // IssuerConfig is a trusted token issuer.
 type IssuerConfig struct {
@@ -178,6 +188,7 @@ func path(v, def string) string {
 // Provision fills defaults, loads keys and opens the store.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	h.now = now
 	if err := h.validate(); err != nil {
 		return err
 	}
@@ -218,6 +229,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Realm:             h.Realm,
 		Logger:            h.logger,
 		Observer:          m,
+		Now:               h.now,
 	}
 	if h.AccessTokenTTL > 0 {
 		cfg.AccessTokenTTL = time.Duration(h.AccessTokenTTL)
@@ -259,18 +271,18 @@ func (h *Handler) buildTenant(ctx caddy.Context, tc TenantConfig, m *metrics) (*
 	t := &grant.Tenant{Domain: tc.Domain, Issuers: map[string]*grant.Issuer{}, Clients: map[string]*grant.Client{}}
 	repl := caddy.NewReplacer()
 	for _, ic := range tc.Issuers {
-		keys, err := h.keySet(ic.KeySourceConfig, "trusted_issuer", ic.Name, m)
+		set, err := h.keySet(ic.KeySourceConfig, "trusted_issuer", ic.Name, m)
 		if err != nil {
 			return nil, fmt.Errorf("trusted_issuer %q: %w", ic.Name, err)
 		}
 		algs := ic.Algorithms
 		if len(algs) == 0 {
-			algs = grant.DefaultAlgorithms
+			algs = keys.DefaultAlgorithms
 		}
 		t.Issuers[ic.Issuer] = &grant.Issuer{
 			Name: ic.Name, Issuer: ic.Issuer, Aliases: ic.Aliases, Algorithms: algs,
 			Subjects: ic.Subjects, Scopes: ic.Scopes, Claims: ic.Claims,
-			ClientAuthOptional: ic.ClientAuth == "optional", Keys: keys,
+			ClientAuthOptional: ic.ClientAuth == "optional", Keys: set,
 		}
 	}
 	for _, cc := range tc.Clients {
@@ -290,11 +302,11 @@ func (h *Handler) buildTenant(ctx caddy.Context, tc TenantConfig, m *metrics) (*
 		if cc.Secret != "" {
 			c.SecretHash = []byte(repl.ReplaceKnown(cc.Secret, ""))
 		} else {
-			keys, err := h.keySet(cc.KeySourceConfig, "client", cc.ID, m)
+			set, err := h.keySet(cc.KeySourceConfig, "client", cc.ID, m)
 			if err != nil {
 				return nil, fmt.Errorf("client %q: %w", cc.ID, err)
 			}
-			c.Keys = keys
+			c.Keys = set
 		}
 		t.Clients[cc.ID] = c
 	}
@@ -304,21 +316,22 @@ func (h *Handler) buildTenant(ctx caddy.Context, tc TenantConfig, m *metrics) (*
 // keySet loads certificate files, or starts a JWKS key set whose first
 // fetch runs in the background so that a slow issuer cannot hold up
 // Caddy's start.
-func (h *Handler) keySet(ks KeySourceConfig, kind, name string, m *metrics) (grant.KeySet, error) {
+func (h *Handler) keySet(ks KeySourceConfig, kind, name string, m *metrics) (keys.Set, error) {
 	repl := caddy.NewReplacer()
 	if ks.JWKSURL == "" {
 		paths := make([]string, len(ks.Certificates))
 		for i, p := range ks.Certificates {
 			paths[i] = repl.ReplaceKnown(p, "")
 		}
-		return grant.LoadKeyFiles(paths...)
+		return keys.LoadFiles(paths...)
 	}
-	rk := grant.NewRemoteKeys(grant.RemoteKeysConfig{
+	rk := keys.NewRemote(keys.RemoteConfig{
 		URL:        repl.ReplaceKnown(ks.JWKSURL, ""),
 		Timeout:    time.Duration(ks.JWKSTimeout),
 		MinRefresh: time.Duration(ks.JWKSMinRefresh),
 		Logger:     h.logger.With(zap.String(kind, name)),
 		Observe:    m.jwksObserver(kind, name),
+		Now:        h.now,
 	})
 	rk.Prefetch()
 	h.closers = append(h.closers, func() { _ = rk.Close() })

@@ -37,6 +37,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant"
+	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/keys"
 )
 
 // childEnv makes the test binary act as the caddy command.
@@ -106,6 +107,45 @@ func loadCaddy(cfg []byte) error {
 	caddyMu.Lock()
 	defer caddyMu.Unlock()
 	return caddy.Load(cfg, true)
+}
+
+// testClock is the clock of the in-process Caddy's handlers in tests that
+// need time to pass: real time plus an offset the test moves forward, so
+// that cache ages and refresh intervals run out at once while assertions
+// signed with real time stay valid. The child-process Caddy never sees it.
+type testClock struct {
+	mu     sync.Mutex
+	offset time.Duration
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.offset)
+}
+
+// Advance moves the clock forward by d.
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.offset += d
+}
+
+// useTestClock makes every handler provisioned from now on in this test
+// run on a testClock. It is swapped under caddyMu, which Provision runs
+// under (loadCaddy), and restored after the test's Caddy has stopped.
+func useTestClock(t testing.TB) *testClock {
+	t.Helper()
+	c := &testClock{}
+	caddyMu.Lock()
+	now = c.Now
+	caddyMu.Unlock()
+	t.Cleanup(func() {
+		caddyMu.Lock()
+		defer caddyMu.Unlock()
+		now = time.Now
+	})
+	return c
 }
 
 // startCaddyProcess runs a separate Caddy (this test binary in caddy
@@ -204,7 +244,7 @@ func (f *fixture) assertion(t testing.TB, claims map[string]any) string {
 			c[k] = v
 		}
 	}
-	s, err := grant.SignJWT(f.key, "RS256", "", "JWT", c)
+	s, err := keys.Sign(f.key, "RS256", "", "JWT", c)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,8 +2,10 @@ package caddymodule
 
 // Issuer keys from a jwks_url, through the gateway (SPEC §2.1, §6): real
 // JWKS servers (httptest) whose keys, cache headers and health change
-// while Caddy serves. The cache's rules are unit-tested in package grant
-// with a fake clock; these tests prove the handler wires them up.
+// while Caddy serves. The cache's rules are unit-tested in package
+// grant/keys; these tests prove the handler wires them up. The gateway
+// runs on a testClock, so refresh intervals and cache ages are passed by
+// moving it, never by sleeping.
 
 import (
 	"crypto"
@@ -25,7 +27,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
-	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant"
+	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/keys"
 )
 
 // newECKey is a P-256 key: fast to make, so every test has its own.
@@ -68,7 +70,7 @@ func signAs(t testing.TB, key crypto.Signer, kid string, claims map[string]any) 
 			c[k] = v
 		}
 	}
-	s, err := grant.SignJWT(key, grant.DefaultAlgorithm(key), kid, "JWT", c)
+	s, err := keys.Sign(key, keys.DefaultAlg(key), kid, "JWT", c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +80,7 @@ func signAs(t testing.TB, key crypto.Signer, kid string, claims map[string]any) 
 // publicJWK is key's public half as a JWK with kid and alg.
 func publicJWK(t testing.TB, key crypto.Signer, kid string) json.RawMessage {
 	t.Helper()
-	b, err := jose.JSONWebKey{Key: key.Public(), KeyID: kid, Algorithm: grant.DefaultAlgorithm(key), Use: "sig"}.MarshalJSON()
+	b, err := jose.JSONWebKey{Key: key.Public(), KeyID: kid, Algorithm: keys.DefaultAlg(key), Use: "sig"}.MarshalJSON()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,6 +164,7 @@ const jwksIssuer = "https://jwks-idp.example"
 type jwksGateway struct {
 	tokenURL string
 	f        *fixture
+	clock    *testClock
 }
 
 // startJWKSGateway serves a jwt_grant with trusted issuer jwks-idp (keys
@@ -169,6 +172,7 @@ type jwksGateway struct {
 func startJWKSGateway(t *testing.T, jwksURL, issuerOptions string) *jwksGateway {
 	t.Helper()
 	f := newFixture(t)
+	clock := useTestClock(t)
 	port := freePort(t)
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	startCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
@@ -185,7 +189,7 @@ func startJWKSGateway(t *testing.T, jwksURL, issuerOptions string) *jwksGateway 
 	}
 }
 `, port, base, jwksIssuer, jwksURL, issuerOptions, f.hash))
-	return &jwksGateway{tokenURL: base + "/oauth2/token", f: f}
+	return &jwksGateway{tokenURL: base + "/oauth2/token", f: f, clock: clock}
 }
 
 // exchange asks for a token with an assertion of jwks-idp signed by key
@@ -211,11 +215,11 @@ func TestJWKSRotationToANewKidIsPickedUpAndTheRemovedKeyStops(t *testing.T) {
 	jwks.waitHits(t, 1)
 
 	jwks.set(func(e *jwksEndpoint) { e.keys = []json.RawMessage{publicJWK(t, k2, "k2")} })
-	time.Sleep(250 * time.Millisecond) // past jwks_min_refresh
+	g.clock.Advance(250 * time.Millisecond) // past jwks_min_refresh
 	wantStatus(t, g.exchange(t, k2, "k2"), 200, "k2, a kid the cache has not seen")
 	jwks.waitHits(t, 2)
 
-	time.Sleep(250 * time.Millisecond)
+	g.clock.Advance(250 * time.Millisecond)
 	r := g.exchange(t, k1, "k1")
 	checkOAuthError(t, r, 400, "invalid_grant")
 	jwks.waitHits(t, 3) // the kid miss refetched, and k1 is gone
@@ -236,7 +240,7 @@ func TestJWKSDownAfterWarmUpKeepsServingCachedKeys(t *testing.T) {
 		{"jwks refuses connections", func() { jwks.CloseClientConnections(); jwks.Listener.Close() }},
 	} {
 		outage.start()
-		time.Sleep(150 * time.Millisecond)
+		g.clock.Advance(150 * time.Millisecond) // past jwks_min_refresh
 		// An unknown kid forces a fetch, which fails ...
 		checkOAuthError(t, g.exchange(t, other, "unknown"), 400, "invalid_grant")
 		// ... and the last good keys still verify.
@@ -267,12 +271,12 @@ func TestJWKSStalledLongerThanTimeoutIs503WithinTheTimeout(t *testing.T) {
 		if took > timeout+margin {
 			t.Errorf("request %d took %v with a stalled jwks, want at most jwks_timeout %v plus %v", i, took, timeout, margin)
 		}
-		time.Sleep(150 * time.Millisecond) // past jwks_min_refresh, which spaces the retries
+		g.clock.Advance(150 * time.Millisecond) // past jwks_min_refresh, which spaces the retries
 	}
 
 	// Once the issuer answers again the gateway recovers by itself.
 	jwks.set(func(e *jwksEndpoint) { close(e.stall); e.stall = nil })
-	time.Sleep(150 * time.Millisecond)
+	g.clock.Advance(150 * time.Millisecond)
 	wantStatus(t, g.exchange(t, k1, "k1"), 200, "after the stall")
 }
 
@@ -283,7 +287,7 @@ func TestJWKSKidMissBurstCausesOneFetch(t *testing.T) {
 	wantStatus(t, g.exchange(t, k1, "k1"), 200, "warm-up")
 	jwks.waitHits(t, 1)
 	jwks.set(func(e *jwksEndpoint) { e.keys = append(e.keys, publicJWK(t, k2, "k2")) })
-	time.Sleep(1100 * time.Millisecond) // past jwks_min_refresh
+	g.clock.Advance(1100 * time.Millisecond) // past jwks_min_refresh
 
 	burst := func(key crypto.Signer, kid string) []response {
 		const n = 16
@@ -319,7 +323,7 @@ func TestJWKSKidMissBurstCausesOneFetch(t *testing.T) {
 }
 
 func TestJWKSIsCachedAcrossRequestsWhateverItsHeadersSay(t *testing.T) {
-	// The gateway keeps keys at least a minute (DefaultJWKSMinAge), so
+	// The gateway keeps keys at least a minute (the cache's floor), so
 	// that no-store or max-age=0 does not turn every grant into a fetch.
 	for _, tc := range []struct {
 		name    string
@@ -345,45 +349,22 @@ func TestJWKSIsCachedAcrossRequestsWhateverItsHeadersSay(t *testing.T) {
 }
 
 func TestJWKSMaxAgeRunsOutThenAFailedRefreshServesStaleKeys(t *testing.T) {
-	// The floor of the cache lifetime is a minute, so this test waits one.
-	if testing.Short() {
-		t.Skip("waits for a 60s max-age to run out")
-	}
-	t.Parallel() // in a Caddy process of its own, beside the other tests
 	k1 := newECKey(t)
 	jwks := newJWKSEndpoint(t, publicJWK(t, k1, "k1"))
 	jwks.set(func(e *jwksEndpoint) { e.headers = map[string]string{"Cache-Control": "max-age=60"} })
-	f := newFixture(t)
-	port := freePort(t)
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	startCaddyProcess(t, fmt.Sprintf(`http://127.0.0.1:%d {
-	jwt_grant {
-		issuer_url %s
-		trusted_issuer jwks-idp {
-			issuer %s
-			jwks_url %s
-		}
-		client app {
-			secret %s
-		}
-	}
-	respond "up" 200
-}
-`, port, base, jwksIssuer, jwks.URL, f.hash), base+"/ready")
-	g := &jwksGateway{tokenURL: base + "/oauth2/token", f: f}
+	g := startJWKSGateway(t, jwks.URL, "")
 	wantStatus(t, g.exchange(t, k1, "k1"), 200, "warm-up")
 	jwks.waitHits(t, 1)
-	fetched := time.Now()
 
 	// Within max-age the keys are not fetched again ...
-	time.Sleep(30 * time.Second)
+	g.clock.Advance(30 * time.Second)
 	wantStatus(t, g.exchange(t, k1, "k1"), 200, "within max-age")
 	jwks.waitHits(t, 1)
 
 	// ... after it they are, and when that fetch fails the stale keys
 	// still verify.
 	jwks.set(func(e *jwksEndpoint) { e.status = 503 })
-	time.Sleep(time.Until(fetched.Add(61 * time.Second)))
+	g.clock.Advance(31 * time.Second)
 	wantStatus(t, g.exchange(t, k1, "k1"), 200, "stale keys while the jwks is down")
 	jwks.waitHits(t, 2)
 }

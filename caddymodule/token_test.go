@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant"
+	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/keys"
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/internal/testredis"
 )
 
@@ -135,7 +136,7 @@ func TestTokenEndpointClientSecretPost(t *testing.T) {
 func TestTokenEndpointErrorTable(t *testing.T) {
 	g := startGateway(t, "", "")
 	other, _ := rsa.GenerateKey(rand.Reader, 2048)
-	badSig, _ := grant.SignJWT(other, "RS256", "", "JWT", map[string]any{
+	badSig, _ := keys.Sign(other, "RS256", "", "JWT", map[string]any{
 		"iss": testIdP, "sub": "alice", "aud": g.tokenURL, "exp": time.Now().Add(time.Minute).Unix()})
 	type req struct {
 		method, contentType, body, query string
@@ -331,7 +332,7 @@ func TestRejectedAssertionDoesNotBurnItsJTI(t *testing.T) {
 	other, _ := rsa.GenerateKey(rand.Reader, 2048)
 	claims := map[string]any{"iss": testIdP, "sub": "alice", "aud": g.tokenURL, "jti": "precious",
 		"exp": time.Now().Add(time.Minute).Unix()}
-	forged, _ := grant.SignJWT(other, "RS256", "", "JWT", claims)
+	forged, _ := keys.Sign(other, "RS256", "", "JWT", claims)
 	checkOAuthError(t, g.token(t, jwtBearerForm(forged)), 400, "invalid_grant")
 	// A failure after the assertion checks (scope) must not burn it either.
 	checkOAuthError(t, postForm(t, g.tokenURL, jwtBearerForm(g.assertion(t, map[string]any{"jti": "precious"}), "scope", "admin"), "refreshless", g.f.secret), 400, "invalid_scope")

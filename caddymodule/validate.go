@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant"
+	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/keys"
 )
 
 // validate rejects everything the configuration itself shows to be wrong.
@@ -82,7 +83,7 @@ func validateTenant(t TenantConfig) error {
 			return fmt.Errorf("%s: %w", where, err)
 		}
 		for _, alg := range ic.Algorithms {
-			if !contains(grant.DefaultAlgorithms, alg) {
+			if !keys.IsAsymmetric(alg) {
 				return fmt.Errorf("%s: unknown or unsupported algorithm %q", where, alg)
 			}
 		}
@@ -166,13 +167,4 @@ func blockName(kind, name string, line int) string {
 		return fmt.Sprintf("%s %q (Caddyfile line %d)", kind, name, line)
 	}
 	return fmt.Sprintf("%s %q", kind, name)
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }

@@ -19,6 +19,8 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	josejwt "github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/keys"
 )
 
 // MaxAssertionSize bounds a compact JWS (check 1).
@@ -31,13 +33,7 @@ const maxCandidateKeys = 8
 
 // signatureAlgorithms is the allow-list handed to go-jose's parser: every
 // asymmetric algorithm. An issuer's own narrower list is check 3.
-var signatureAlgorithms = func() []jose.SignatureAlgorithm {
-	out := make([]jose.SignatureAlgorithm, len(DefaultAlgorithms))
-	for i, alg := range DefaultAlgorithms {
-		out[i] = jose.SignatureAlgorithm(alg)
-	}
-	return out
-}()
+var signatureAlgorithms = keys.SignatureAlgorithms(keys.DefaultAlgorithms)
 
 // verifiedAssertion is a grant assertion that passed checks 1 to 9. Check 10's
 // replay record is claimed by the store together with the token records,
@@ -222,21 +218,21 @@ func (s *Server) validateAssertion(ctx context.Context, t *signedJWT, issuer *Is
 // alg. A key with a kid is a candidate only for an assertion with the same
 // kid; a key without one for any assertion. Header members that name keys
 // (jku, x5u, jwk, x5c) are never consulted.
-func checkSignature(ctx context.Context, t *signedJWT, ks KeySet, allowed []string, fail failFunc) *Error {
+func checkSignature(ctx context.Context, t *signedJWT, ks keys.Set, allowed []string, fail failFunc) *Error {
 	alg, kid := t.header.Algorithm, t.header.KeyID
 	if !slices.Contains(allowed, alg) {
 		return fail("alg_not_allowed", "algorithm is not accepted for this issuer")
 	}
-	keys, err := ks.Keys(ctx, kid)
+	candidates, err := ks.Keys(ctx, kid)
 	if err != nil {
-		if errors.Is(err, ErrKeysUnavailable) {
+		if errors.Is(err, keys.ErrUnavailable) {
 			return unavailable("issuer_keys_unavailable", "issuer keys cannot be obtained")
 		}
 		return fail("no_key", "has no key that verifies it")
 	}
 	tried := 0
-	for _, k := range keys {
-		if kid != "" && k.KID != "" && k.KID != kid || !keyFitsAlg(k, alg) {
+	for _, k := range candidates {
+		if kid != "" && k.KID != "" && k.KID != kid || !k.Verifies(alg) {
 			continue
 		}
 		if tried == maxCandidateKeys {

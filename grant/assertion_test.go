@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/keys"
 )
 
 var (
@@ -55,18 +57,18 @@ func baseClaims() map[string]any {
 
 func sign(t testing.TB, key crypto.Signer, alg, kid string, claims map[string]any) string {
 	t.Helper()
-	s, err := SignJWT(key, alg, kid, "JWT", claims)
+	s, err := keys.Sign(key, alg, kid, "JWT", claims)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s
 }
 
-func testIssuer(keys ...Key) *Issuer {
-	if keys == nil {
-		keys = []Key{{Public: testKeys.rsa.Public()}}
+func testIssuer(ks ...keys.Key) *Issuer {
+	if ks == nil {
+		ks = []keys.Key{{Public: testKeys.rsa.Public()}}
 	}
-	return &Issuer{Name: "idp-name", Issuer: "idp", Algorithms: DefaultAlgorithms, Keys: StaticKeys(keys), Claims: []string{"email"}}
+	return &Issuer{Name: "idp-name", Issuer: "idp", Algorithms: keys.DefaultAlgorithms, Keys: keys.Static(ks), Claims: []string{"email"}}
 }
 
 func runChecks(t testing.TB, is *Issuer, pol Policy, raw string) (*verifiedAssertion, *Error) {
@@ -185,13 +187,13 @@ func TestAssertionKeyFamilies(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.alg+" verifies with its key", func(t *testing.T) {
-			is := testIssuer(Key{Public: tc.key.Public()})
+			is := testIssuer(keys.Key{Public: tc.key.Public()})
 			if _, oerr := runChecks(t, is, DefaultPolicy(), sign(t, tc.key, tc.alg, "", baseClaims())); oerr != nil {
 				t.Fatalf("rejected: %v", oerr)
 			}
 		})
 		t.Run(tc.alg+" fails with another issuer's key", func(t *testing.T) {
-			is := testIssuer(Key{Public: testKeys.rsa2.Public()})
+			is := testIssuer(keys.Key{Public: testKeys.rsa2.Public()})
 			_, oerr := runChecks(t, is, DefaultPolicy(), sign(t, tc.key, tc.alg, "", baseClaims()))
 			if oerr == nil || oerr.Reason != "bad_signature" {
 				t.Fatalf("got %v, want bad_signature", oerr)
@@ -253,12 +255,12 @@ func TestAssertionAttacks(t *testing.T) {
 		{name: "padded base64 is rejected", raw: parts[0] + "=." + parts[1] + "." + parts[2], reason: "malformed"},
 		{name: "claims that are not an object are rejected", raw: rawJWS(map[string]any{"alg": "RS256"}, []int{1}, []byte("x")), reason: "malformed"},
 		{name: "alg outside the issuer's list is rejected", raw: good, reason: "alg_not_allowed",
-			issuer: &Issuer{Name: "n", Issuer: "idp", Algorithms: []string{"ES256"}, Keys: StaticKeys{{Public: pub}}}},
+			issuer: &Issuer{Name: "n", Issuer: "idp", Algorithms: []string{"ES256"}, Keys: keys.Static{{Public: pub}}}},
 		{name: "RSA key cannot verify ES256", raw: sign(t, testKeys.p256, "ES256", "", baseClaims()), reason: "bad_signature"},
 		{name: "unknown kid finds no keyed key", raw: sign(t, testKeys.rsa, "RS256", "new-kid", baseClaims()), reason: "bad_signature",
-			issuer: testIssuer(Key{KID: "old-kid", Public: pub})},
+			issuer: testIssuer(keys.Key{KID: "old-kid", Public: pub})},
 		{name: "key alg must match", raw: sign(t, testKeys.rsa, "PS256", "", baseClaims()), reason: "bad_signature",
-			issuer: testIssuer(Key{Public: pub, Alg: "RS256"})},
+			issuer: testIssuer(keys.Key{Public: pub, Alg: "RS256"})},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -284,17 +286,17 @@ func TestAssertionKidSelection(t *testing.T) {
 	pub := testKeys.rsa.Public()
 	cases := []struct {
 		name   string
-		keys   []Key
+		keys   []keys.Key
 		kid    string
 		accept bool
 	}{
-		{"keyed key is used for its kid", []Key{{KID: "k1", Public: pub}}, "k1", true},
-		{"keyed key is skipped for another kid", []Key{{KID: "k1", Public: pub}}, "k2", false},
-		{"unkeyed key is tried whatever the kid", []Key{{Public: pub}}, "anything", true},
-		{"assertion without kid tries keyed keys", []Key{{KID: "k1", Public: testKeys.rsa2.Public()}, {KID: "k2", Public: pub}}, "", true},
-		{"assertion without kid tries at most eight keys", append(repeatKey(Key{Public: testKeys.rsa2.Public()}, 8), Key{Public: pub}), "", false},
-		{"assertion with a kid tries at most eight keys", append(repeatKey(Key{Public: testKeys.rsa2.Public()}, 8), Key{Public: pub}), "any-kid", false},
-		{"the eighth candidate is still tried", append(repeatKey(Key{Public: testKeys.rsa2.Public()}, 7), Key{Public: pub}), "any-kid", true},
+		{"keyed key is used for its kid", []keys.Key{{KID: "k1", Public: pub}}, "k1", true},
+		{"keyed key is skipped for another kid", []keys.Key{{KID: "k1", Public: pub}}, "k2", false},
+		{"unkeyed key is tried whatever the kid", []keys.Key{{Public: pub}}, "anything", true},
+		{"assertion without kid tries keyed keys", []keys.Key{{KID: "k1", Public: testKeys.rsa2.Public()}, {KID: "k2", Public: pub}}, "", true},
+		{"assertion without kid tries at most eight keys", append(repeatKey(keys.Key{Public: testKeys.rsa2.Public()}, 8), keys.Key{Public: pub}), "", false},
+		{"assertion with a kid tries at most eight keys", append(repeatKey(keys.Key{Public: testKeys.rsa2.Public()}, 8), keys.Key{Public: pub}), "any-kid", false},
+		{"the eighth candidate is still tried", append(repeatKey(keys.Key{Public: testKeys.rsa2.Public()}, 7), keys.Key{Public: pub}), "any-kid", true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -306,8 +308,8 @@ func TestAssertionKidSelection(t *testing.T) {
 	}
 }
 
-func repeatKey(k Key, n int) []Key {
-	out := make([]Key, n)
+func repeatKey(k keys.Key, n int) []keys.Key {
+	out := make([]keys.Key, n)
 	for i := range out {
 		out[i] = k
 	}

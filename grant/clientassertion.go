@@ -15,6 +15,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/keys"
 )
 
 // Client authentication methods, as RFC 8414 metadata names them.
@@ -162,7 +164,7 @@ func (s *Server) verifyClientAssertion(ctx context.Context, tenant *Tenant, c cr
 		// accepting both would give it two credentials to lose.
 		return nil, nil, unverifiedClientError("unknown_client", "")
 	}
-	if oerr := checkSignature(ctx, t, client.Keys, DefaultAlgorithms, unverifiedClientError); oerr != nil {
+	if oerr := checkSignature(ctx, t, client.Keys, keys.DefaultAlgorithms, unverifiedClientError); oerr != nil {
 		return nil, nil, oerr
 	}
 	// From here on the client is known to hold its key: the answers may

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant"
+	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/keys"
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/memstore"
 )
 
@@ -51,8 +52,8 @@ func pkKeys() {
 // failingKeys is a client key source that is down with nothing cached.
 type failingKeys struct{}
 
-func (failingKeys) Keys(context.Context, string) ([]grant.Key, error) {
-	return nil, fmt.Errorf("%w: test jwks down", grant.ErrKeysUnavailable)
+func (failingKeys) Keys(context.Context, string) ([]keys.Key, error) {
+	return nil, fmt.Errorf("%w: test jwks down", keys.ErrUnavailable)
 }
 
 // pkTenant has one trusted issuer "idp", a private_key_jwt client "svc",
@@ -61,15 +62,15 @@ func (failingKeys) Keys(context.Context, string) ([]grant.Key, error) {
 // that grant and client replay marks live apart.
 func pkTenant(domain string) *grant.Tenant {
 	both := []string{grant.GrantJWTBearer, grant.GrantRefreshToken}
-	idpKeys := grant.StaticKeys{{Public: pkIdP.Public()}}
+	idpKeys := keys.Static{{Public: pkIdP.Public()}}
 	return &grant.Tenant{
 		Domain: domain,
 		Issuers: map[string]*grant.Issuer{
-			"idp": {Name: "idp", Issuer: "idp", Algorithms: grant.DefaultAlgorithms, Keys: idpKeys},
-			"svc": {Name: "svc-as-issuer", Issuer: "svc", Algorithms: grant.DefaultAlgorithms, Keys: idpKeys},
+			"idp": {Name: "idp", Issuer: "idp", Algorithms: keys.DefaultAlgorithms, Keys: idpKeys},
+			"svc": {Name: "svc-as-issuer", Issuer: "svc", Algorithms: keys.DefaultAlgorithms, Keys: idpKeys},
 		},
 		Clients: map[string]*grant.Client{
-			"svc":  {ID: "svc", Keys: grant.StaticKeys{{Public: pkClient.Public()}}, GrantTypes: both},
+			"svc":  {ID: "svc", Keys: keys.Static{{Public: pkClient.Public()}}, GrantTypes: both},
 			"web":  {ID: "web", SecretHash: pkHash, GrantTypes: both},
 			"down": {ID: "down", Keys: failingKeys{}, GrantTypes: both},
 		},
@@ -111,7 +112,7 @@ func pkSign(t *testing.T, key crypto.Signer, defaults, claims map[string]any) st
 			defaults[k] = v
 		}
 	}
-	s, err := grant.SignJWT(key, grant.DefaultAlgorithm(key), "", "JWT", defaults)
+	s, err := keys.Sign(key, keys.DefaultAlg(key), "", "JWT", defaults)
 	if err != nil {
 		t.Fatal(err)
 	}

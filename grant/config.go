@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/keys"
 )
 
 // Policy is the assertion policy of SPEC §2.1 (defaults in DefaultPolicy).
@@ -42,11 +44,6 @@ const (
 	ClientAssertionTypeJWTBearer = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 )
 
-// DefaultAlgorithms are the signature algorithms a trusted issuer accepts
-// unless configured otherwise: every asymmetric JWS algorithm, never none
-// or HS*.
-var DefaultAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
-
 // Issuer is a trusted token issuer: whose assertions may be exchanged.
 type Issuer struct {
 	// Name is the trusted_issuer block's name, used in logs and in a
@@ -68,7 +65,7 @@ type Issuer struct {
 	// for this issuer's assertions.
 	ClientAuthOptional bool
 	// Keys yields the issuer's verification keys.
-	Keys KeySet
+	Keys keys.Set
 }
 
 // Client is a registered OAuth client.
@@ -78,7 +75,7 @@ type Client struct {
 	SecretHash []byte
 	// Keys, instead of SecretHash, authenticates the client by
 	// private_key_jwt.
-	Keys KeySet
+	Keys keys.Set
 	// GrantTypes the client may use (GrantJWTBearer, GrantRefreshToken).
 	GrantTypes []string
 	// Issuers, when non-nil, are the names of the trusted issuers whose

@@ -82,7 +82,3 @@ var (
 	ErrRefreshReuse = errors.New("refresh token already rotated")
 	ErrUnavailable  = errors.New("store unavailable")
 )
-
-// ErrKeysUnavailable is wrapped by a KeySet that could not obtain keys and
-// has none cached; the token endpoint answers 503.
-var ErrKeysUnavailable = errors.New("issuer keys unavailable")

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant"
+	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/keys"
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/memstore"
 )
 
@@ -47,8 +48,8 @@ var lcHash = func() []byte {
 }()
 
 func lcIssuer() *grant.Issuer {
-	return &grant.Issuer{Name: "idp", Issuer: "https://idp", Algorithms: grant.DefaultAlgorithms,
-		Keys: grant.StaticKeys{{Public: lcKey.Public()}}, Claims: []string{"email", "groups"}}
+	return &grant.Issuer{Name: "idp", Issuer: "https://idp", Algorithms: keys.DefaultAlgorithms,
+		Keys: keys.Static{{Public: lcKey.Public()}}, Claims: []string{"email", "groups"}}
 }
 
 func lcClient(id string) *grant.Client {
@@ -125,7 +126,7 @@ func (e *lcEnv) call(t testing.TB, serve http.HandlerFunc, tenant, client string
 func (e *lcEnv) mint(t testing.TB, tenant, client, scope string) lcResp {
 	t.Helper()
 	now := time.Now()
-	a, err := grant.SignJWT(lcKey, "ES256", "", "JWT", map[string]any{
+	a, err := keys.Sign(lcKey, "ES256", "", "JWT", map[string]any{
 		"iss": "https://idp", "sub": "alice", "aud": lcIssuerURL, "iat": now.Unix(),
 		"exp": now.Add(time.Minute).Unix(), "jti": rand.Text(),
 		"email": "alice@example.com", "groups": []string{"admins", "ops"},

@@ -13,11 +13,6 @@ import (
 // unknown kid anyway, so five minutes keeps a rotation quick to spread.
 const jwksMaxAge = 300
 
-// jwksDocument is a JWK Set (RFC 7517 §5).
-type jwksDocument struct {
-	Keys []jose.JSONWebKey `json:"keys"`
-}
-
 // ServeJWKS is the JWKS endpoint (SPEC §3.5): the public keys that verify
 // this server's JWT access tokens. Unlike the token endpoint it is public
 // and cacheable.
@@ -27,7 +22,7 @@ func (s *Server) ServeJWKS(w http.ResponseWriter, r *http.Request) {
 		writeError(w, newError(CodeInvalidRequest, http.StatusMethodNotAllowed, "bad_method", "method not allowed"), "")
 		return
 	}
-	doc := jwksDocument{Keys: []jose.JSONWebKey{}}
+	doc := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{}}
 	if kp, ok := s.minter.(KeyPublisher); ok {
 		doc.Keys = append(doc.Keys, kp.PublicJWKs()...)
 	}

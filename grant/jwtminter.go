@@ -2,12 +2,11 @@ package grant
 
 import (
 	"crypto"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/keys"
 )
 
 // AccessTokenJWTType is the typ header of a JWT access token (RFC 9068
@@ -45,45 +44,23 @@ type JWTMinter struct {
 	jwk jose.JSONWebKey
 }
 
-// NewJWTMinter returns a minter signing with key: RS256 for RSA, ES256,
-// ES384 or ES512 by ECDSA curve, EdDSA for Ed25519.
+// NewJWTMinter returns a minter signing with key by its default
+// algorithm (see keys.DefaultAlg).
 func NewJWTMinter(key crypto.Signer) (*JWTMinter, error) {
-	if key == nil {
-		return nil, errors.New("no signing key")
-	}
-	alg := DefaultAlgorithm(key)
-	if alg == "" {
-		return nil, fmt.Errorf("unsupported signing key type %T", key)
-	}
-	kid, err := Thumbprint(key)
+	jwk, err := keys.PublicJWK(key)
 	if err != nil {
 		return nil, err
 	}
-	pub, err := admitPublicKey(key.Public())
-	if err != nil {
-		return nil, err
-	}
-	return &JWTMinter{
-		key: key, alg: alg, kid: kid,
-		jwk: jose.JSONWebKey{Key: pub, KeyID: kid, Algorithm: alg, Use: "sig"},
-	}, nil
+	return &JWTMinter{key: key, alg: jwk.Algorithm, kid: jwk.KeyID, jwk: jwk}, nil
 }
 
-// LoadJWTMinter reads a PEM private key file (see ParsePrivateKey) and
+// LoadJWTMinter reads a PEM private key file (see keys.ParsePrivate) and
 // returns a minter signing with it. Errors name the file, never its
 // content.
 func LoadJWTMinter(path string) (*JWTMinter, error) {
-	data, err := os.ReadFile(path)
+	key, err := keys.LoadPrivate(path)
 	if err != nil {
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
-		}
-		return nil, fmt.Errorf("key file %s: %w", path, err)
-	}
-	key, err := ParsePrivateKey(data)
-	if err != nil {
-		return nil, fmt.Errorf("key file %s: %w", path, err)
+		return nil, err
 	}
 	m, err := NewJWTMinter(key)
 	if err != nil {
@@ -130,7 +107,7 @@ func (m *JWTMinter) Mint(rec *AccessRecord) (string, error) {
 	if rec.Tenant != "" {
 		claims["tenant"] = rec.Tenant
 	}
-	return SignJWT(m.key, m.alg, m.kid, AccessTokenJWTType, claims)
+	return keys.Sign(m.key, m.alg, m.kid, AccessTokenJWTType, claims)
 }
 
 // Interface guards

@@ -16,6 +16,8 @@ import (
 	"testing"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/keys"
 )
 
 // jmRecord is a complete access token record as issue() hands it to a
@@ -81,7 +83,7 @@ func TestJWTMinterSignsWithTheDefaultAlgorithmOfItsKey(t *testing.T) {
 				t.Fatal(err)
 			}
 			hdr, _ := jmVerify(t, m.PublicJWKs(), tok)
-			kid, _ := Thumbprint(tc.key)
+			kid, _ := keys.Thumbprint(tc.key)
 			if hdr.Algorithm != tc.alg || m.Algorithm() != tc.alg {
 				t.Errorf("alg = %q (minter %q), want %q", hdr.Algorithm, m.Algorithm(), tc.alg)
 			}

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/keys"
 )
 
 // Metadata is the authorization server metadata document (RFC 8414 §2).
@@ -53,11 +55,11 @@ func (s *Server) Metadata() *Metadata {
 	if s.cfg.JWKSPath != "" {
 		m.JWKSURI = base + s.cfg.JWKSPath
 	}
-	var secret, keys, refresh bool
+	var secret, keyed, refresh bool
 	for _, t := range s.cfg.Tenants {
 		for _, c := range t.Clients {
 			secret = secret || c.SecretHash != nil
-			keys = keys || c.Keys != nil
+			keyed = keyed || c.Keys != nil
 			if _, rt := s.lifetimes(c); rt > 0 {
 				refresh = true
 			}
@@ -70,9 +72,9 @@ func (s *Server) Metadata() *Metadata {
 	if secret {
 		methods = append(methods, "client_secret_basic", "client_secret_post")
 	}
-	if keys {
+	if keyed {
 		methods = append(methods, "private_key_jwt")
-		algs = DefaultAlgorithms
+		algs = keys.DefaultAlgorithms
 	}
 	m.TokenEndpointAuthMethodsSupported = methods
 	m.TokenEndpointAuthSigningAlgValuesSupported = algs

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant"
+	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/keys"
 )
 
 func metadataOf(t *testing.T, e *lcEnv) map[string]any {
@@ -39,7 +40,7 @@ func strs(v ...string) []any {
 
 func TestMetadataListsExactlyWhatIsConfigured(t *testing.T) {
 	secretMethods := strs("client_secret_basic", "client_secret_post")
-	keyClient := &grant.Client{ID: "k", Keys: grant.StaticKeys{{Public: lcKey.Public()}}, GrantTypes: []string{grant.GrantJWTBearer}}
+	keyClient := &grant.Client{ID: "k", Keys: keys.Static{{Public: lcKey.Public()}}, GrantTypes: []string{grant.GrantJWTBearer}}
 	cases := []struct {
 		name   string
 		mutate func(*grant.Config)
@@ -84,9 +85,9 @@ func TestMetadataListsExactlyWhatIsConfigured(t *testing.T) {
 			"response_types_supported":              []any{},
 			"grant_types_supported":                 strs(grant.GrantTypeJWTBearer),
 			"token_endpoint_auth_methods_supported": strs("client_secret_basic", "client_secret_post", "private_key_jwt"),
-			"token_endpoint_auth_signing_alg_values_supported":      strs(grant.DefaultAlgorithms...),
+			"token_endpoint_auth_signing_alg_values_supported":      strs(keys.DefaultAlgorithms...),
 			"revocation_endpoint_auth_methods_supported":            strs("client_secret_basic", "client_secret_post", "private_key_jwt"),
-			"revocation_endpoint_auth_signing_alg_values_supported": strs(grant.DefaultAlgorithms...),
+			"revocation_endpoint_auth_signing_alg_values_supported": strs(keys.DefaultAlgorithms...),
 		}},
 		{"only private_key_jwt clients, without the refresh grant", func(c *grant.Config) {
 			c.IntrospectionPath, c.RevocationPath = "", ""
@@ -98,7 +99,7 @@ func TestMetadataListsExactlyWhatIsConfigured(t *testing.T) {
 			"response_types_supported":              []any{},
 			"grant_types_supported":                 strs(grant.GrantTypeJWTBearer),
 			"token_endpoint_auth_methods_supported": strs("private_key_jwt"),
-			"token_endpoint_auth_signing_alg_values_supported": strs(grant.DefaultAlgorithms...),
+			"token_endpoint_auth_signing_alg_values_supported": strs(keys.DefaultAlgorithms...),
 		}},
 	}
 	for _, tc := range cases {

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant"
+	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/keys"
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/memstore"
 )
 
@@ -40,10 +41,10 @@ func newServer(t testing.TB, mutate func(*grant.Config)) *bench {
 		Store: st,
 		Tenants: map[string]*grant.Tenant{"": {
 			Issuers: map[string]*grant.Issuer{
-				"https://idp": {Name: "idp", Issuer: "https://idp", Algorithms: grant.DefaultAlgorithms,
-					Keys: grant.StaticKeys{{Public: issuerKey.Public()}}},
-				"svc-account@example": {Name: "svc", Issuer: "svc-account@example", Algorithms: grant.DefaultAlgorithms,
-					Keys: grant.StaticKeys{{Public: issuerKey.Public()}}, ClientAuthOptional: true},
+				"https://idp": {Name: "idp", Issuer: "https://idp", Algorithms: keys.DefaultAlgorithms,
+					Keys: keys.Static{{Public: issuerKey.Public()}}},
+				"svc-account@example": {Name: "svc", Issuer: "svc-account@example", Algorithms: keys.DefaultAlgorithms,
+					Keys: keys.Static{{Public: issuerKey.Public()}}, ClientAuthOptional: true},
 			},
 			Clients: map[string]*grant.Client{
 				"c:1": {ID: "c:1", SecretHash: hash, GrantTypes: []string{grant.GrantJWTBearer, grant.GrantRefreshToken}},
@@ -67,7 +68,7 @@ func (b *bench) assertion(t testing.TB, iss string, extra map[string]any) string
 	for k, v := range extra {
 		c[k] = v
 	}
-	s, err := grant.SignJWT(b.key, "RS256", "", "JWT", c)
+	s, err := keys.Sign(b.key, "RS256", "", "JWT", c)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package grant
+package keys
 
 import (
 	"context"
@@ -83,6 +83,9 @@ func jwksDoc(keys ...json.RawMessage) []byte {
 type jwksServer struct {
 	*httptest.Server
 	hits atomic.Int32
+	// arrived gets a value for each request, as it arrives, while it has
+	// room.
+	arrived chan struct{}
 
 	mu     sync.Mutex
 	status int
@@ -93,9 +96,13 @@ type jwksServer struct {
 
 func newJWKSServer(t *testing.T, body []byte) *jwksServer {
 	t.Helper()
-	s := &jwksServer{status: http.StatusOK, body: body, header: http.Header{}}
+	s := &jwksServer{status: http.StatusOK, body: body, header: http.Header{}, arrived: make(chan struct{}, 16)}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.hits.Add(1)
+		select {
+		case s.arrived <- struct{}{}:
+		default:
+		}
 		s.mu.Lock()
 		status, body, delay := s.status, s.body, s.delay
 		for k, v := range s.header {
@@ -144,21 +151,21 @@ func (c *fakeClock) Advance(d time.Duration) {
 
 type jwksEnv struct {
 	srv   *jwksServer
-	rk    *RemoteKeys
+	rk    *Remote
 	clock *fakeClock
 	logs  *observer.ObservedLogs
 	oks   atomic.Int32
 	fails atomic.Int32
 }
 
-// newJWKSEnv starts a server answering body and a RemoteKeys on it; tweak
+// newJWKSEnv starts a server answering body and a Remote on it; tweak
 // adjusts the config before construction.
-func newJWKSEnv(t *testing.T, body []byte, tweak func(*RemoteKeysConfig)) *jwksEnv {
+func newJWKSEnv(t *testing.T, body []byte, tweak func(*RemoteConfig)) *jwksEnv {
 	t.Helper()
 	e := &jwksEnv{srv: newJWKSServer(t, body), clock: newFakeClock()}
 	core, logs := observer.New(zap.DebugLevel)
 	e.logs = logs
-	cfg := RemoteKeysConfig{
+	cfg := RemoteConfig{
 		URL:        e.srv.URL + "/jwks",
 		Timeout:    time.Second,
 		MinRefresh: 10 * time.Second,
@@ -175,7 +182,7 @@ func newJWKSEnv(t *testing.T, body []byte, tweak func(*RemoteKeysConfig)) *jwksE
 	if tweak != nil {
 		tweak(&cfg)
 	}
-	e.rk = NewRemoteKeys(cfg)
+	e.rk = NewRemote(cfg)
 	t.Cleanup(func() { _ = e.rk.Close() })
 	return e
 }
@@ -219,7 +226,7 @@ func sameKIDs(ks []Key, want ...string) bool {
 
 // --- tests -------------------------------------------------------------
 
-func TestRemoteKeysFirstFetchReturnsPublishedKeys(t *testing.T) {
+func TestRemoteFirstFetchReturnsPublishedKeys(t *testing.T) {
 	rsaK, ecK, edK := jwksRSAKey(), newEC(t, elliptic.P256()), newEd(t)
 	e := newJWKSEnv(t, jwksDoc(
 		jwk(t, rsaK.Public(), "rsa", "RS256", "sig"),
@@ -243,7 +250,7 @@ func TestRemoteKeysFirstFetchReturnsPublishedKeys(t *testing.T) {
 	}
 }
 
-func TestRemoteKeysSelectsByKIDPlusKeysWithoutKID(t *testing.T) {
+func TestRemoteSelectsByKIDPlusKeysWithoutKID(t *testing.T) {
 	e := newJWKSEnv(t, jwksDoc(
 		jwk(t, newEC(t, elliptic.P256()).Public(), "a", "", ""),
 		jwk(t, newEC(t, elliptic.P256()).Public(), "b", "", ""),
@@ -264,7 +271,7 @@ func TestRemoteKeysSelectsByKIDPlusKeysWithoutKID(t *testing.T) {
 	}
 }
 
-func TestRemoteKeysReturnedSliceDoesNotAliasCache(t *testing.T) {
+func TestRemoteReturnedSliceDoesNotAliasCache(t *testing.T) {
 	e := newJWKSEnv(t, jwksDoc(jwk(t, newEC(t, elliptic.P256()).Public(), "a", "", "")), nil)
 	ks := e.keys(t, "")
 	ks[0].KID = "tampered"
@@ -273,7 +280,7 @@ func TestRemoteKeysReturnedSliceDoesNotAliasCache(t *testing.T) {
 	}
 }
 
-func TestRemoteKeysKeepsKeyAlg(t *testing.T) {
+func TestRemoteKeepsKeyAlg(t *testing.T) {
 	e := newJWKSEnv(t, jwksDoc(
 		jwk(t, jwksRSAKey().Public(), "ps", "PS384", ""),
 		jwk(t, newEC(t, elliptic.P384()).Public(), "es", "ES384", ""),
@@ -291,7 +298,7 @@ func TestRemoteKeysKeepsKeyAlg(t *testing.T) {
 	}
 }
 
-func TestRemoteKeysRotationRefetchesForNewKID(t *testing.T) {
+func TestRemoteRotationRefetchesForNewKID(t *testing.T) {
 	e := newJWKSEnv(t, jwksDoc(jwk(t, newEC(t, elliptic.P256()).Public(), "old", "", "")), nil)
 	e.keys(t, "old")
 	e.wantHits(t, 1)
@@ -313,7 +320,7 @@ func TestRemoteKeysRotationRefetchesForNewKID(t *testing.T) {
 	e.wantHits(t, 2)
 }
 
-func TestRemoteKeysKIDMissBurstCausesOneFetch(t *testing.T) {
+func TestRemoteKIDMissBurstCausesOneFetch(t *testing.T) {
 	e := newJWKSEnv(t, jwksDoc(jwk(t, newEC(t, elliptic.P256()).Public(), "old", "", "")), nil)
 	e.keys(t, "old")
 	e.srv.set(func(s *jwksServer) {
@@ -347,8 +354,8 @@ func TestRemoteKeysKIDMissBurstCausesOneFetch(t *testing.T) {
 	}
 }
 
-func TestRemoteKeysMinRefreshSpacesKIDMissFetches(t *testing.T) {
-	e := newJWKSEnv(t, jwksDoc(jwk(t, newEC(t, elliptic.P256()).Public(), "a", "", "")), func(c *RemoteKeysConfig) {
+func TestRemoteMinRefreshSpacesKIDMissFetches(t *testing.T) {
+	e := newJWKSEnv(t, jwksDoc(jwk(t, newEC(t, elliptic.P256()).Public(), "a", "", "")), func(c *RemoteConfig) {
 		c.MinRefresh = 10 * time.Second
 	})
 	e.keys(t, "a")
@@ -374,10 +381,10 @@ func TestRemoteKeysMinRefreshSpacesKIDMissFetches(t *testing.T) {
 	}
 }
 
-func TestRemoteKeysServesLastGoodKeysWhenRefreshFails(t *testing.T) {
+func TestRemoteServesLastGoodKeysWhenRefreshFails(t *testing.T) {
 	// A valid document that only its size disqualifies.
 	huge := `{"keys":[` + string(jwk(t, newEC(t, elliptic.P256()).Public(), "b", "", "")) +
-		`],"pad":"` + strings.Repeat("x", MaxJWKSBytes) + `"}`
+		`],"pad":"` + strings.Repeat("x", maxJWKSBytes) + `"}`
 	for _, tc := range []struct {
 		name   string
 		break_ func(s *jwksServer)
@@ -398,7 +405,7 @@ func TestRemoteKeysServesLastGoodKeysWhenRefreshFails(t *testing.T) {
 			e.srv.set(tc.break_)
 
 			// Past expiry: the refresh fails, the old key is still served.
-			e.clock.Advance(DefaultJWKSMaxAge)
+			e.clock.Advance(defaultMaxAge)
 			if ks := e.keys(t, "a"); !sameKIDs(ks, "a") {
 				t.Fatalf("Keys(a) = %q after failed refresh, want [a]", kids(ks))
 			}
@@ -424,11 +431,11 @@ func TestRemoteKeysServesLastGoodKeysWhenRefreshFails(t *testing.T) {
 	}
 }
 
-func TestRemoteKeysServesLastGoodKeysWhenServerGone(t *testing.T) {
+func TestRemoteServesLastGoodKeysWhenServerGone(t *testing.T) {
 	e := newJWKSEnv(t, jwksDoc(jwk(t, newEC(t, elliptic.P256()).Public(), "a", "", "")), nil)
 	e.keys(t, "a")
 	e.srv.Close()
-	e.clock.Advance(DefaultJWKSMaxAge)
+	e.clock.Advance(defaultMaxAge)
 	if ks := e.keys(t, "a"); !sameKIDs(ks, "a") {
 		t.Fatalf("Keys(a) = %q with the JWKS server gone, want [a]", kids(ks))
 	}
@@ -437,12 +444,12 @@ func TestRemoteKeysServesLastGoodKeysWhenServerGone(t *testing.T) {
 	}
 }
 
-func TestRemoteKeysUnavailableWhenNothingCached(t *testing.T) {
+func TestRemoteUnavailableWhenNothingCached(t *testing.T) {
 	e := newJWKSEnv(t, nil, nil)
 	e.srv.set(func(s *jwksServer) { s.status = http.StatusServiceUnavailable })
 	_, err := e.rk.Keys(context.Background(), "a")
-	if !errors.Is(err, ErrKeysUnavailable) {
-		t.Fatalf("err = %v, want ErrKeysUnavailable", err)
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("err = %v, want ErrUnavailable", err)
 	}
 	if !strings.Contains(err.Error(), "status 503") {
 		t.Errorf("error %q does not give the reason", err)
@@ -451,8 +458,8 @@ func TestRemoteKeysUnavailableWhenNothingCached(t *testing.T) {
 
 	// While nothing is cached, retries are spaced by a second, not made
 	// for every request.
-	if _, err := e.rk.Keys(context.Background(), "a"); !errors.Is(err, ErrKeysUnavailable) {
-		t.Fatalf("err = %v, want ErrKeysUnavailable", err)
+	if _, err := e.rk.Keys(context.Background(), "a"); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("err = %v, want ErrUnavailable", err)
 	}
 	e.wantHits(t, 1)
 	e.srv.set(func(s *jwksServer) {
@@ -466,7 +473,7 @@ func TestRemoteKeysUnavailableWhenNothingCached(t *testing.T) {
 	e.wantHits(t, 2)
 }
 
-func TestRemoteKeysStalledJWKSBoundedByTimeout(t *testing.T) {
+func TestRemoteStalledJWKSBoundedByTimeout(t *testing.T) {
 	const timeout = 200 * time.Millisecond
 	const margin = 300 * time.Millisecond
 	for _, tc := range []struct {
@@ -478,12 +485,12 @@ func TestRemoteKeysStalledJWKSBoundedByTimeout(t *testing.T) {
 		{"cached keys served", true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newJWKSEnv(t, jwksDoc(jwk(t, newEC(t, elliptic.P256()).Public(), "a", "", "")), func(c *RemoteKeysConfig) {
+			e := newJWKSEnv(t, jwksDoc(jwk(t, newEC(t, elliptic.P256()).Public(), "a", "", "")), func(c *RemoteConfig) {
 				c.Timeout = timeout
 			})
 			if tc.warm {
 				e.keys(t, "a")
-				e.clock.Advance(DefaultJWKSMaxAge)
+				e.clock.Advance(defaultMaxAge)
 			}
 			e.srv.set(func(s *jwksServer) { s.delay = 2 * time.Second })
 
@@ -497,8 +504,8 @@ func TestRemoteKeysStalledJWKSBoundedByTimeout(t *testing.T) {
 				if err != nil || !sameKIDs(ks, "a") {
 					t.Fatalf("Keys = %q, %v; want the cached key", kids(ks), err)
 				}
-			} else if !errors.Is(err, ErrKeysUnavailable) {
-				t.Fatalf("err = %v, want ErrKeysUnavailable", err)
+			} else if !errors.Is(err, ErrUnavailable) {
+				t.Fatalf("err = %v, want ErrUnavailable", err)
 			}
 			if e.fails.Load() != 1 {
 				t.Errorf("observed %d failures, want 1", e.fails.Load())
@@ -507,7 +514,7 @@ func TestRemoteKeysStalledJWKSBoundedByTimeout(t *testing.T) {
 	}
 }
 
-func TestRemoteKeysCallerDeadlineDoesNotCancelSharedFetch(t *testing.T) {
+func TestRemoteCallerDeadlineDoesNotCancelSharedFetch(t *testing.T) {
 	e := newJWKSEnv(t, jwksDoc(jwk(t, newEC(t, elliptic.P256()).Public(), "a", "", "")), nil)
 	e.srv.set(func(s *jwksServer) { s.delay = 150 * time.Millisecond })
 
@@ -515,8 +522,8 @@ func TestRemoteKeysCallerDeadlineDoesNotCancelSharedFetch(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	_, err := e.rk.Keys(ctx, "a")
-	if !errors.Is(err, ErrKeysUnavailable) {
-		t.Fatalf("err = %v, want ErrKeysUnavailable", err)
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("err = %v, want ErrUnavailable", err)
 	}
 	if elapsed := time.Since(start); elapsed > 120*time.Millisecond {
 		t.Fatalf("caller waited %v past its own deadline", elapsed)
@@ -529,7 +536,7 @@ func TestRemoteKeysCallerDeadlineDoesNotCancelSharedFetch(t *testing.T) {
 	e.wantHits(t, 1)
 }
 
-func TestRemoteKeysCacheLifetimeFromHeaders(t *testing.T) {
+func TestRemoteCacheLifetimeFromHeaders(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		header http.Header
@@ -538,10 +545,10 @@ func TestRemoteKeysCacheLifetimeFromHeaders(t *testing.T) {
 		{"max-age honoured", http.Header{"Cache-Control": {"public, max-age=120"}}, 2 * time.Minute},
 		{"max-age clamped up to MinAge", http.Header{"Cache-Control": {"max-age=5"}}, time.Minute},
 		{"max-age clamped down to MaxAge", http.Header{"Cache-Control": {"max-age=86400"}}, time.Hour},
-		{"no headers use the default", http.Header{}, DefaultJWKSAge},
+		{"no headers use the default", http.Header{}, defaultAge},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newJWKSEnv(t, jwksDoc(jwk(t, newEC(t, elliptic.P256()).Public(), "a", "", "")), func(c *RemoteKeysConfig) {
+			e := newJWKSEnv(t, jwksDoc(jwk(t, newEC(t, elliptic.P256()).Public(), "a", "", "")), func(c *RemoteConfig) {
 				c.MinAge, c.MaxAge = time.Minute, time.Hour
 			})
 			e.srv.set(func(s *jwksServer) { s.header = tc.header })
@@ -556,9 +563,9 @@ func TestRemoteKeysCacheLifetimeFromHeaders(t *testing.T) {
 	}
 }
 
-func TestRemoteKeysLifetimeHeaderRules(t *testing.T) {
+func TestRemoteLifetimeHeaderRules(t *testing.T) {
 	clock := newFakeClock()
-	rk := NewRemoteKeys(RemoteKeysConfig{URL: "http://unused", MinAge: time.Minute, MaxAge: time.Hour, Now: clock.Now})
+	rk := NewRemote(RemoteConfig{URL: "http://unused", MinAge: time.Minute, MaxAge: time.Hour, Now: clock.Now})
 	defer rk.Close()
 	date := clock.Now().Add(-time.Hour) // server clock an hour behind ours
 	for _, tc := range []struct {
@@ -572,12 +579,12 @@ func TestRemoteKeysLifetimeHeaderRules(t *testing.T) {
 		{"age is subtracted", http.Header{"Cache-Control": {"max-age=600"}, "Age": {"100"}}, 500 * time.Second},
 		{"no-store means MinAge", http.Header{"Cache-Control": {"no-store"}}, time.Minute},
 		{"no-cache beats max-age", http.Header{"Cache-Control": {"max-age=600, no-cache"}}, time.Minute},
-		{"s-maxage ignored", http.Header{"Cache-Control": {"s-maxage=600"}}, DefaultJWKSAge},
+		{"s-maxage ignored", http.Header{"Cache-Control": {"s-maxage=600"}}, defaultAge},
 		{"max-age beats expires", http.Header{"Cache-Control": {"max-age=600"}, "Expires": {date.Add(30 * time.Minute).Format(http.TimeFormat)}}, 10 * time.Minute},
 		{"expires against server date", http.Header{"Date": {date.Format(http.TimeFormat)}, "Expires": {date.Add(20 * time.Minute).Format(http.TimeFormat)}}, 20 * time.Minute},
 		{"invalid expires means expired", http.Header{"Expires": {"0"}}, time.Minute},
-		{"no headers", http.Header{}, DefaultJWKSAge},
-		{"bad max-age falls through", http.Header{"Cache-Control": {"max-age=soon"}}, DefaultJWKSAge},
+		{"no headers", http.Header{}, defaultAge},
+		{"bad max-age falls through", http.Header{"Cache-Control": {"max-age=soon"}}, defaultAge},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := rk.lifetime(tc.header); got != tc.want {
@@ -587,7 +594,7 @@ func TestRemoteKeysLifetimeHeaderRules(t *testing.T) {
 	}
 }
 
-func TestRemoteKeysSkipsUnusableKeysKeepsGoodOnes(t *testing.T) {
+func TestRemoteSkipsUnusableKeysKeepsGoodOnes(t *testing.T) {
 	edPriv := newEd(t)
 	ecPriv := newEC(t, elliptic.P256())
 	for _, tc := range []struct {
@@ -638,7 +645,7 @@ func TestRemoteKeysSkipsUnusableKeysKeepsGoodOnes(t *testing.T) {
 	}
 }
 
-func TestRemoteKeysAcceptsEverySupportedKeyType(t *testing.T) {
+func TestRemoteAcceptsEverySupportedKeyType(t *testing.T) {
 	e := newJWKSEnv(t, jwksDoc(
 		jwk(t, jwksRSAKey().Public(), "rsa", "", ""),
 		jwk(t, newEC(t, elliptic.P256()).Public(), "p256", "ES256", ""),
@@ -654,7 +661,7 @@ func TestRemoteKeysAcceptsEverySupportedKeyType(t *testing.T) {
 	}
 }
 
-func TestRemoteKeysPrefetchDoesNotBlockAndWarmsCache(t *testing.T) {
+func TestRemotePrefetchDoesNotBlockAndWarmsCache(t *testing.T) {
 	e := newJWKSEnv(t, jwksDoc(jwk(t, newEC(t, elliptic.P256()).Public(), "a", "", "")), nil)
 	e.srv.set(func(s *jwksServer) { s.delay = 100 * time.Millisecond })
 	start := time.Now()
@@ -669,15 +676,13 @@ func TestRemoteKeysPrefetchDoesNotBlockAndWarmsCache(t *testing.T) {
 	e.wantHits(t, 1)
 }
 
-func TestRemoteKeysCloseCancelsInFlightFetch(t *testing.T) {
-	e := newJWKSEnv(t, jwksDoc(jwk(t, newEC(t, elliptic.P256()).Public(), "a", "", "")), func(c *RemoteKeysConfig) {
+func TestRemoteCloseCancelsInFlightFetch(t *testing.T) {
+	e := newJWKSEnv(t, jwksDoc(jwk(t, newEC(t, elliptic.P256()).Public(), "a", "", "")), func(c *RemoteConfig) {
 		c.Timeout = 5 * time.Second
 	})
 	e.srv.set(func(s *jwksServer) { s.delay = 5 * time.Second })
 	e.rk.Prefetch()
-	for e.srv.hits.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	<-e.srv.arrived
 	start := time.Now()
 	_ = e.rk.Close()
 	if elapsed := time.Since(start); elapsed > time.Second {
@@ -687,29 +692,29 @@ func TestRemoteKeysCloseCancelsInFlightFetch(t *testing.T) {
 		t.Fatalf("observed %d failures, want 1", e.fails.Load())
 	}
 	// Closed: no further fetch, and nothing cached.
-	if _, err := e.rk.Keys(context.Background(), "a"); !errors.Is(err, ErrKeysUnavailable) {
-		t.Fatalf("err = %v, want ErrKeysUnavailable", err)
+	if _, err := e.rk.Keys(context.Background(), "a"); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("err = %v, want ErrUnavailable", err)
 	}
 	e.wantHits(t, 1)
 }
 
-func TestRemoteKeysRedirectToOtherHostRefused(t *testing.T) {
+func TestRemoteRedirectToOtherHostRefused(t *testing.T) {
 	other := newJWKSServer(t, jwksDoc(jwk(t, newEC(t, elliptic.P256()).Public(), "a", "", "")))
 	// 127.0.0.1 and localhost are different hosts to the redirect check.
 	target := strings.Replace(other.URL, "127.0.0.1", "localhost", 1) + "/jwks"
 	redirector := httptest.NewServer(http.RedirectHandler(target, http.StatusFound))
 	t.Cleanup(redirector.Close)
-	e := newJWKSEnv(t, nil, func(c *RemoteKeysConfig) { c.URL = redirector.URL + "/jwks" })
-	if _, err := e.rk.Keys(context.Background(), "a"); !errors.Is(err, ErrKeysUnavailable) {
-		t.Fatalf("err = %v, want ErrKeysUnavailable", err)
+	e := newJWKSEnv(t, nil, func(c *RemoteConfig) { c.URL = redirector.URL + "/jwks" })
+	if _, err := e.rk.Keys(context.Background(), "a"); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("err = %v, want ErrUnavailable", err)
 	}
 	if other.hits.Load() != 0 {
 		t.Fatal("redirect to another host was followed")
 	}
 }
 
-func TestRemoteKeysURLCredentialsNotLogged(t *testing.T) {
-	e := newJWKSEnv(t, nil, func(c *RemoteKeysConfig) {
+func TestRemoteURLCredentialsNotLogged(t *testing.T) {
+	e := newJWKSEnv(t, nil, func(c *RemoteConfig) {
 		c.URL = strings.Replace(c.URL, "http://", "http://user:hunter2@", 1)
 	})
 	e.srv.set(func(s *jwksServer) { s.status = http.StatusInternalServerError })
@@ -722,5 +727,46 @@ func TestRemoteKeysURLCredentialsNotLogged(t *testing.T) {
 		if strings.Contains(string(b), "hunter2") {
 			t.Fatalf("log line %q leaks the URL password", l.Message)
 		}
+	}
+}
+
+func TestRemoteRedirectsOnlyWithinSchemeAndHost(t *testing.T) {
+	via := func(u string) []*http.Request {
+		return []*http.Request{httptest.NewRequest(http.MethodGet, u, nil)}
+	}
+	for _, tc := range []struct {
+		name, from, to string
+		follow         bool
+	}{
+		{"same scheme and host", "https://idp.example/jwks", "https://idp.example/v2/jwks", true},
+		{"https to http on the same host", "https://idp.example/jwks", "http://idp.example/jwks", false},
+		{"http to https on the same host", "http://idp.example/jwks", "https://idp.example/jwks", false},
+		{"another host", "https://idp.example/jwks", "https://evil.example/jwks", false},
+		{"another port", "https://idp.example/jwks", "https://idp.example:8443/jwks", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := sameOriginRedirects(httptest.NewRequest(http.MethodGet, tc.to, nil), via(tc.from))
+			if (err == nil) != tc.follow {
+				t.Fatalf("redirect %s -> %s: err = %v, want follow=%v", tc.from, tc.to, err, tc.follow)
+			}
+		})
+	}
+}
+
+func TestRemoteEd25519AlgIsEdDSA(t *testing.T) {
+	e := newJWKSEnv(t, jwksDoc(
+		jwk(t, newEd(t).Public(), "ed", "Ed25519", ""),
+		jwk(t, newEC(t, elliptic.P256()).Public(), "ec", "Ed25519", ""),
+	), nil)
+	ks := e.keys(t, "")
+	if !sameKIDs(ks, "ed") {
+		t.Fatalf("kids %q, want [ed]: an Ed25519 alg on a P-256 key fits nothing", kids(ks))
+	}
+	if ks[0].Alg != "EdDSA" || !ks[0].Verifies("EdDSA") {
+		t.Errorf("alg Ed25519 loaded as Alg %q (verifies EdDSA: %v), want EdDSA", ks[0].Alg, ks[0].Verifies("EdDSA"))
+	}
+	skipped := e.logs.FilterMessage("jwks key skipped").All()
+	if len(skipped) != 1 || skipped[0].ContextMap()["kid"] != "ec" {
+		t.Fatalf("skip log lines %v, want one for kid ec", skipped)
 	}
 }

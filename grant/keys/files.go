@@ -1,33 +1,22 @@
-package grant
+package keys
 
 import (
 	"bytes"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rsa"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"strings"
-
-	"github.com/go-jose/go-jose/v4"
 )
-
-// MinRSABits is the smallest RSA modulus accepted for a verification or
-// signing key (RFC 7518 §3.3 requires 2048 bits for RS*/PS*).
-const MinRSABits = 2048
 
 // pemBegin marks the start of a PEM block; data holding it anywhere is
 // treated as PEM rather than DER.
 var pemBegin = []byte("-----BEGIN ")
 
-// ParsePublicKeys returns the public keys held in data: one or more PEM
+// ParsePublic returns the public keys held in data: one or more PEM
 // blocks of type CERTIFICATE, PUBLIC KEY (SPKI) or RSA PUBLIC KEY (PKCS #1),
 // or a single DER certificate or DER SPKI public key. Only RSA keys of at
 // least MinRSABits bits, ECDSA keys on P-256, P-384 or P-521, and Ed25519
@@ -37,7 +26,7 @@ var pemBegin = []byte("-----BEGIN ")
 // trusted-issuer model this mirrors: its validity dates, chain and usages
 // are not checked, so rotating keys means replacing files, not renewing
 // certificates. Errors never quote the input.
-func ParsePublicKeys(data []byte) ([]crypto.PublicKey, error) {
+func ParsePublic(data []byte) ([]crypto.PublicKey, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil, errors.New("no key data")
 	}
@@ -103,7 +92,7 @@ func parsePEMPublicBlock(block *pem.Block) (crypto.PublicKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	return admitPublicKey(pub)
+	return Admit(pub)
 }
 
 func parseDERPublicKey(der []byte) (crypto.PublicKey, error) {
@@ -111,10 +100,10 @@ func parseDERPublicKey(der []byte) (crypto.PublicKey, error) {
 		if cert.PublicKey == nil {
 			return nil, fmt.Errorf("der certificate has an unsupported public key algorithm %v", cert.PublicKeyAlgorithm)
 		}
-		return admitPublicKey(cert.PublicKey)
+		return Admit(cert.PublicKey)
 	}
 	if pub, err := x509.ParsePKIXPublicKey(der); err == nil {
-		return admitPublicKey(pub)
+		return Admit(pub)
 	}
 	if isPrivateKeyDER(der) {
 		return nil, errors.New("data is a der private key; give the certificate or public key instead, and keep the private key secret")
@@ -151,72 +140,19 @@ func isPrivateKeyDER(der []byte) bool {
 	return err == nil
 }
 
-// admitPublicKey admits the key families the verifier supports and
-// normalises them to the types Key.Public documents.
-func admitPublicKey(pub crypto.PublicKey) (crypto.PublicKey, error) {
-	switch k := pub.(type) {
-	case *rsa.PublicKey:
-		if bits := k.N.BitLen(); bits < MinRSABits {
-			return nil, fmt.Errorf("rsa key of %d bits is too small; at least %d bits are required", bits, MinRSABits)
-		}
-		return k, nil
-	case *ecdsa.PublicKey:
-		if _, err := ecdsaCurveAlg(k.Curve); err != nil {
-			return nil, err
-		}
-		return k, nil
-	case ed25519.PublicKey:
-		if len(k) != ed25519.PublicKeySize {
-			return nil, errors.New("ed25519 key has the wrong length")
-		}
-		return k, nil
-	case *ed25519.PublicKey:
-		if k == nil {
-			return nil, errors.New("nil ed25519 key")
-		}
-		return admitPublicKey(*k)
-	case nil:
-		return nil, errors.New("no public key")
-	default:
-		return nil, fmt.Errorf("unsupported key type %T; want RSA, ECDSA P-256/P-384/P-521 or Ed25519", pub)
-	}
-}
-
-func ecdsaCurveAlg(c elliptic.Curve) (string, error) {
-	if c == nil {
-		return "", errors.New("ecdsa key has no curve")
-	}
-	switch c {
-	case elliptic.P256():
-		return "ES256", nil
-	case elliptic.P384():
-		return "ES384", nil
-	case elliptic.P521():
-		return "ES512", nil
-	default:
-		return "", fmt.Errorf("unsupported ecdsa curve %s; want P-256, P-384 or P-521", c.Params().Name)
-	}
-}
-
-// LoadKeyFiles reads and parses each file with ParsePublicKeys and returns
+// LoadFiles reads and parses each file with ParsePublic and returns
 // all their keys, without kid, in file order. An error names the file.
-func LoadKeyFiles(paths ...string) (StaticKeys, error) {
+func LoadFiles(paths ...string) (Static, error) {
 	if len(paths) == 0 {
 		return nil, errors.New("no key files given")
 	}
-	var keys StaticKeys
+	var keys Static
 	for _, p := range paths {
-		data, err := os.ReadFile(p)
+		data, err := readKeyFile(p)
 		if err != nil {
-			// The *PathError already carries the path, which the prefix
-			// names; keep only the cause to avoid saying it twice.
-			var pe *fs.PathError
-			if errors.As(err, &pe) {
-				err = pe.Err
-			}
-			return nil, fmt.Errorf("key file %s: %w", p, err)
+			return nil, err
 		}
-		pubs, err := ParsePublicKeys(data)
+		pubs, err := ParsePublic(data)
 		if err != nil {
 			return nil, fmt.Errorf("key file %s: %w", p, err)
 		}
@@ -227,13 +163,13 @@ func LoadKeyFiles(paths ...string) (StaticKeys, error) {
 	return keys, nil
 }
 
-// ParsePrivateKey returns the private key in PEM data: a PRIVATE KEY
+// ParsePrivate returns the private key in PEM data: a PRIVATE KEY
 // (PKCS #8), RSA PRIVATE KEY (PKCS #1) or EC PRIVATE KEY (SEC 1) block, of
-// the same families ParsePublicKeys accepts. Other blocks, such as the EC
+// the same families ParsePublic accepts. Other blocks, such as the EC
 // PARAMETERS block openssl writes before an EC key or a certificate kept
 // in the same file, are skipped; exactly one private key must be present.
 // Errors never quote the input.
-func ParsePrivateKey(data []byte) (crypto.Signer, error) {
+func ParsePrivate(data []byte) (crypto.Signer, error) {
 	var (
 		found crypto.Signer
 		rest  = data
@@ -286,49 +222,36 @@ func parsePrivateBlock(block *pem.Block) (crypto.Signer, error) {
 	if !ok {
 		return nil, fmt.Errorf("unsupported private key type %T", key)
 	}
-	if _, err := admitPublicKey(signer.Public()); err != nil {
+	if _, err := Admit(signer.Public()); err != nil {
 		return nil, err
 	}
 	return signer, nil
 }
 
-// DefaultAlgorithm returns the JWS algorithm to sign with, or to expect,
-// for a key: RS256 for RSA, ES256/ES384/ES512 by ECDSA curve, EdDSA for
-// Ed25519, and "" for anything else. A private key (crypto.Signer) is
-// accepted for its public half.
-func DefaultAlgorithm(pub crypto.PublicKey) string {
-	if s, ok := pub.(crypto.Signer); ok {
-		pub = s.Public()
+// LoadPrivate reads a PEM private key file and parses it with
+// ParsePrivate. Errors name the file, never its content.
+func LoadPrivate(path string) (crypto.Signer, error) {
+	data, err := readKeyFile(path)
+	if err != nil {
+		return nil, err
 	}
-	switch k := pub.(type) {
-	case *rsa.PublicKey:
-		return "RS256"
-	case *ecdsa.PublicKey:
-		alg, _ := ecdsaCurveAlg(k.Curve)
-		return alg
-	case ed25519.PublicKey, *ed25519.PublicKey:
-		return "EdDSA"
-	default:
-		return ""
+	key, err := ParsePrivate(data)
+	if err != nil {
+		return nil, fmt.Errorf("key file %s: %w", path, err)
 	}
+	return key, nil
 }
 
-// Thumbprint returns the base64url (unpadded) RFC 7638 SHA-256 JWK
-// thumbprint of a key. It depends only on the key, so it is a kid that
-// stays the same wherever and whenever the key is published. A private key
-// (crypto.Signer) yields the thumbprint of its public half.
-func Thumbprint(pub crypto.PublicKey) (string, error) {
-	if s, ok := pub.(crypto.Signer); ok {
-		pub = s.Public()
-	}
-	pub, err := admitPublicKey(pub)
+func readKeyFile(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
 	if err != nil {
-		return "", err
+		// The *PathError already carries the path, which the prefix
+		// names; keep only the cause to avoid saying it twice.
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return nil, fmt.Errorf("key file %s: %w", path, err)
 	}
-	jwk := jose.JSONWebKey{Key: pub}
-	sum, err := jwk.Thumbprint(crypto.SHA256)
-	if err != nil {
-		return "", fmt.Errorf("jwk thumbprint: %w", err)
-	}
-	return base64.RawURLEncoding.EncodeToString(sum), nil
+	return data, nil
 }

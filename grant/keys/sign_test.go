@@ -1,4 +1,4 @@
-package grant_test
+package keys_test
 
 import (
 	"crypto"
@@ -12,7 +12,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
-	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant"
+	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/keys"
 )
 
 // sgHeader decodes the protected header of a compact JWS.
@@ -33,7 +33,7 @@ func sgHeader(t *testing.T, compact string) map[string]any {
 	return h
 }
 
-func TestSignJWTVerifiesWithThePublicKeyForEveryFittingAlgorithm(t *testing.T) {
+func TestSignVerifiesWithThePublicKeyForEveryFittingAlgorithm(t *testing.T) {
 	fams := kfTestKeys(t)
 	claims := map[string]any{"iss": "https://idp.example", "sub": "alice", "aud": []any{"a", "b"}, "exp": float64(2000000000)}
 	type tc struct {
@@ -52,9 +52,9 @@ func TestSignJWTVerifiesWithThePublicKeyForEveryFittingAlgorithm(t *testing.T) {
 
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			compact, err := grant.SignJWT(c.key, c.alg, "kid-1", "JWT", claims)
+			compact, err := keys.Sign(c.key, c.alg, "kid-1", "JWT", claims)
 			if err != nil {
-				t.Fatalf("SignJWT: %v", err)
+				t.Fatalf("Sign: %v", err)
 			}
 			jws, err := jose.ParseSigned(compact, []jose.SignatureAlgorithm{jose.SignatureAlgorithm(c.alg)})
 			if err != nil {
@@ -79,7 +79,7 @@ func TestSignJWTVerifiesWithThePublicKeyForEveryFittingAlgorithm(t *testing.T) {
 	}
 }
 
-func TestSignJWTOmitsEmptyKIDAndTyp(t *testing.T) {
+func TestSignOmitsEmptyKIDAndTyp(t *testing.T) {
 	fams := kfTestKeys(t)
 	for _, tc := range []struct {
 		name, kid, typ string
@@ -90,9 +90,9 @@ func TestSignJWTOmitsEmptyKIDAndTyp(t *testing.T) {
 		{"kid only", "k", "", map[string]any{"alg": "ES256", "kid": "k"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			compact, err := grant.SignJWT(fams[1].key, "ES256", tc.kid, tc.typ, map[string]string{"sub": "x"})
+			compact, err := keys.Sign(fams[1].key, "ES256", tc.kid, tc.typ, map[string]string{"sub": "x"})
 			if err != nil {
-				t.Fatalf("SignJWT: %v", err)
+				t.Fatalf("Sign: %v", err)
 			}
 			if h := sgHeader(t, compact); !reflect.DeepEqual(h, tc.want) {
 				t.Errorf("header %v, want exactly %v", h, tc.want)
@@ -109,7 +109,7 @@ func (s sgForeignSigner) Sign(r io.Reader, d []byte, o crypto.SignerOpts) ([]byt
 	return s.inner.Sign(r, d, o)
 }
 
-func TestSignJWTRejectsAlgorithmsThatDoNotFitTheKey(t *testing.T) {
+func TestSignRejectsAlgorithmsThatDoNotFitTheKey(t *testing.T) {
 	fams := kfTestKeys(t)
 	rsaKey, p256, p384, p521, ed := fams[0].key, fams[1].key, fams[2].key, fams[3].key, fams[4].key
 	for _, tc := range []struct {
@@ -129,7 +129,7 @@ func TestSignJWTRejectsAlgorithmsThatDoNotFitTheKey(t *testing.T) {
 		{"lowercase eddsa", "eddsa", ed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			compact, err := grant.SignJWT(tc.key, tc.alg, "", "JWT", map[string]any{"sub": "x"})
+			compact, err := keys.Sign(tc.key, tc.alg, "", "JWT", map[string]any{"sub": "x"})
 			if err == nil {
 				t.Fatalf("signed %q", compact)
 			}
@@ -140,7 +140,7 @@ func TestSignJWTRejectsAlgorithmsThatDoNotFitTheKey(t *testing.T) {
 	}
 }
 
-func TestSignJWTRejectsBadKeysAndNonObjectClaims(t *testing.T) {
+func TestSignRejectsBadKeysAndNonObjectClaims(t *testing.T) {
 	fams := kfTestKeys(t)
 	for _, tc := range []struct {
 		name, alg, want string
@@ -156,7 +156,7 @@ func TestSignJWTRejectsBadKeysAndNonObjectClaims(t *testing.T) {
 		{"unencodable claims", "ES256", "encoding claims", fams[1].key, map[string]any{"c": make(chan int)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			compact, err := grant.SignJWT(tc.key, tc.alg, "", "", tc.claims)
+			compact, err := keys.Sign(tc.key, tc.alg, "", "", tc.claims)
 			if err == nil {
 				t.Fatalf("signed %q", compact)
 			}
@@ -164,5 +164,27 @@ func TestSignJWTRejectsBadKeysAndNonObjectClaims(t *testing.T) {
 				t.Errorf("error %q does not contain %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestSignKeepsClaimValuesExactly(t *testing.T) {
+	// go-jose encodes with its own json package; encoding/json values must
+	// still come out as the JSON they stand for, and large integers whole.
+	fams := kfTestKeys(t)
+	claims := map[string]any{
+		"raw":  json.RawMessage(`{"groups":["a","b"]}`),
+		"big":  json.Number("9007199254740993"),
+		"time": 1800000000,
+	}
+	compact, err := keys.Sign(fams[1].key, "ES256", "", "", claims)
+	if err != nil {
+		t.Fatalf("Sign: %v", err)
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(strings.Split(compact, ".")[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"big":9007199254740993,"raw":{"groups":["a","b"]},"time":1800000000}`; string(payload) != want {
+		t.Errorf("payload %s, want %s", payload, want)
 	}
 }

@@ -1,11 +1,7 @@
-package grant
+package keys
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rsa"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,41 +17,39 @@ import (
 	"go.uber.org/zap"
 )
 
-// Defaults of RemoteKeysConfig.
+// Defaults of RemoteConfig.
 const (
-	// DefaultJWKSTimeout bounds one JWKS fetch (SPEC §2.1 jwks_timeout).
-	DefaultJWKSTimeout = time.Second
-	// DefaultJWKSMinRefresh is the least time between two fetches caused
+	// defaultTimeout bounds one JWKS fetch (SPEC §2.1 jwks_timeout).
+	defaultTimeout = time.Second
+	// defaultMinRefresh is the least time between two fetches caused
 	// by an unknown kid (SPEC §2.1 jwks_min_refresh).
-	DefaultJWKSMinRefresh = 10 * time.Second
-	// DefaultJWKSMaxAge caps how long fetched keys are trusted without a
+	defaultMinRefresh = 10 * time.Second
+	// defaultMaxAge caps how long fetched keys are trusted without a
 	// refresh, whatever the server's cache headers say, so that a removed
 	// (revoked) key stops verifying within this time.
-	DefaultJWKSMaxAge = time.Hour
-	// DefaultJWKSMinAge is the floor applied to the server's cache
+	defaultMaxAge = time.Hour
+	// defaultMinAge is the floor applied to the server's cache
 	// headers, so that "no-store" or "max-age=0" does not turn every
 	// request into a fetch.
-	DefaultJWKSMinAge = time.Minute
-	// DefaultJWKSAge is the cache lifetime when the response carries
+	defaultMinAge = time.Minute
+	// defaultAge is the cache lifetime when the response carries
 	// neither Cache-Control max-age nor Expires; clamped to [MinAge,
 	// MaxAge]. Five minutes keeps a removed key usable only briefly
 	// without refetching on every minute.
-	DefaultJWKSAge = 5 * time.Minute
-	// MaxJWKSBytes is the largest JWKS document accepted; real key sets
+	defaultAge = 5 * time.Minute
+	// maxJWKSBytes is the largest JWKS document accepted; real key sets
 	// are a few KiB, so anything larger is a misconfigured or hostile
 	// endpoint.
-	MaxJWKSBytes = 256 << 10
-	// minRSABits is the smallest RSA modulus accepted from a JWKS.
-	minRSABits = 2048
+	maxJWKSBytes = 256 << 10
 	// emptyRetry caps the retry rate while nothing is cached: requests
 	// fail with 503 meanwhile, and a down issuer must not be hammered by
 	// every one of them.
 	emptyRetry = time.Second
 )
 
-// RemoteKeysConfig configures a RemoteKeys. Zero durations take the
+// RemoteConfig configures a Remote. Zero durations take the
 // Default* values.
-type RemoteKeysConfig struct {
+type RemoteConfig struct {
 	// URL is the jwks_url.
 	URL string
 	// Timeout bounds one fetch (connect, headers and body).
@@ -69,7 +63,8 @@ type RemoteKeysConfig struct {
 	// server's headers.
 	MinAge time.Duration
 	// Client performs the fetches; nil means a client on the default
-	// transport that follows redirects only within the URL's host.
+	// transport that follows redirects only within the URL's scheme and
+	// host.
 	Client *http.Client
 	// Logger receives fetch failures and skipped keys; nil discards.
 	Logger *zap.Logger
@@ -80,12 +75,12 @@ type RemoteKeysConfig struct {
 	Observe func(ok bool)
 }
 
-// RemoteKeys is a KeySet read from a JWKS URL. It caches the keys for the
+// Remote is a Set read from a JWKS URL. It caches the keys for the
 // lifetime the server's cache headers give (clamped to [MinAge, MaxAge]),
 // refetches early for an unknown kid at most once per MinRefresh, and keeps
 // serving the last good keys when a fetch fails or is slow. Concurrent
 // callers share one fetch. It is safe for concurrent use.
-type RemoteKeys struct {
+type Remote struct {
 	url        string
 	logURL     string
 	timeout    time.Duration
@@ -115,19 +110,19 @@ type RemoteKeys struct {
 }
 
 // jwksFetch is one fetch in progress; done is closed when it has ended
-// and its outcome is recorded in the RemoteKeys.
+// and its outcome is recorded in the Remote.
 type jwksFetch struct{ done chan struct{} }
 
-// NewRemoteKeys returns a RemoteKeys for cfg.URL. It fetches nothing
+// NewRemote returns a Remote for cfg.URL. It fetches nothing
 // until Keys or Prefetch is called.
-func NewRemoteKeys(cfg RemoteKeysConfig) *RemoteKeys {
-	r := &RemoteKeys{
+func NewRemote(cfg RemoteConfig) *Remote {
+	r := &Remote{
 		url:        cfg.URL,
 		logURL:     redactURL(cfg.URL),
-		timeout:    orDefault(cfg.Timeout, DefaultJWKSTimeout),
-		minRefresh: orDefault(cfg.MinRefresh, DefaultJWKSMinRefresh),
-		maxAge:     orDefault(cfg.MaxAge, DefaultJWKSMaxAge),
-		minAge:     orDefault(cfg.MinAge, DefaultJWKSMinAge),
+		timeout:    orDefault(cfg.Timeout, defaultTimeout),
+		minRefresh: orDefault(cfg.MinRefresh, defaultMinRefresh),
+		maxAge:     orDefault(cfg.MaxAge, defaultMaxAge),
+		minAge:     orDefault(cfg.MinAge, defaultMinAge),
 		client:     cfg.Client,
 		log:        cfg.Logger,
 		now:        cfg.Now,
@@ -139,7 +134,7 @@ func NewRemoteKeys(cfg RemoteKeysConfig) *RemoteKeys {
 		r.minAge = r.maxAge
 	}
 	if r.client == nil {
-		r.client = &http.Client{CheckRedirect: sameHostRedirects}
+		r.client = &http.Client{CheckRedirect: sameOriginRedirects}
 	}
 	if r.log == nil {
 		r.log = zap.NewNop()
@@ -158,11 +153,16 @@ func orDefault(d, def time.Duration) time.Duration {
 	return d
 }
 
-// sameHostRedirects lets a JWKS endpoint move within its host (e.g. to a
-// versioned path) but not hand key selection to another host.
-func sameHostRedirects(req *http.Request, via []*http.Request) error {
+// sameOriginRedirects lets a JWKS endpoint move within its scheme and
+// host (e.g. to a versioned path) but neither hand key selection to
+// another host nor downgrade https to http, where anyone on the path could
+// substitute keys. net/http has no such policy built in, hence this hook.
+func sameOriginRedirects(req *http.Request, via []*http.Request) error {
 	if len(via) >= 3 {
 		return errors.New("too many redirects")
+	}
+	if req.URL.Scheme != via[0].URL.Scheme {
+		return errors.New("redirect to another scheme refused")
 	}
 	if req.URL.Host != via[0].URL.Host {
 		return errors.New("redirect to another host refused")
@@ -183,7 +183,7 @@ func redactURL(s string) string {
 // Prefetch starts the first fetch in the background so that start-up is
 // not held up by a slow issuer. The only goroutine it starts is the fetch
 // itself, bounded by Timeout.
-func (r *RemoteKeys) Prefetch() {
+func (r *Remote) Prefetch() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.have || r.inflight != nil || r.closed {
@@ -194,7 +194,7 @@ func (r *RemoteKeys) Prefetch() {
 
 // Close cancels any fetch in progress, waits for it to end and stops
 // further fetches; cached keys are still served.
-func (r *RemoteKeys) Close() error {
+func (r *Remote) Close() error {
 	r.mu.Lock()
 	r.closed = true
 	r.mu.Unlock()
@@ -203,11 +203,11 @@ func (r *RemoteKeys) Close() error {
 	return nil
 }
 
-// Keys implements KeySet. For kid != "" it returns the keys with that kid
+// Keys implements Set. For kid != "" it returns the keys with that kid
 // and the keys without one; for kid == "" every key. It waits for a fetch
 // only while nothing is cached, the cache is stale, or kid is unknown, and
 // never longer than Timeout or ctx.
-func (r *RemoteKeys) Keys(ctx context.Context, kid string) ([]Key, error) {
+func (r *Remote) Keys(ctx context.Context, kid string) ([]Key, error) {
 	r.mu.Lock()
 	f := r.fetchToAwaitLocked(kid)
 	r.mu.Unlock()
@@ -237,7 +237,7 @@ func (r *RemoteKeys) Keys(ctx context.Context, kid string) ([]Key, error) {
 		case closed:
 			reason = "closed"
 		}
-		return nil, fmt.Errorf("%w: jwks %s: %s", ErrKeysUnavailable, r.logURL, reason)
+		return nil, fmt.Errorf("%w: jwks %s: %s", ErrUnavailable, r.logURL, reason)
 	}
 	return selectKeys(keys, kid), nil
 }
@@ -245,7 +245,7 @@ func (r *RemoteKeys) Keys(ctx context.Context, kid string) ([]Key, error) {
 // fetchToAwaitLocked decides whether the caller needs fresher keys and, if
 // so, returns the fetch to wait for, starting one when the rate limits
 // allow. It returns nil when the cache answers the call.
-func (r *RemoteKeys) fetchToAwaitLocked(kid string) *jwksFetch {
+func (r *Remote) fetchToAwaitLocked(kid string) *jwksFetch {
 	now := r.now()
 	stale := !now.Before(r.expires)
 	missing := kid != "" && !hasKID(r.keys, kid)
@@ -283,7 +283,7 @@ func (r *RemoteKeys) fetchToAwaitLocked(kid string) *jwksFetch {
 
 // startLocked launches a fetch. The fetch runs on its own context so that
 // a caller giving up does not cancel it for the others.
-func (r *RemoteKeys) startLocked() *jwksFetch {
+func (r *Remote) startLocked() *jwksFetch {
 	f := &jwksFetch{done: make(chan struct{})}
 	r.inflight = f
 	r.wg.Add(1)
@@ -291,7 +291,7 @@ func (r *RemoteKeys) startLocked() *jwksFetch {
 	return f
 }
 
-func (r *RemoteKeys) run(f *jwksFetch) {
+func (r *Remote) run(f *jwksFetch) {
 	defer r.wg.Done()
 	ctx, cancel := context.WithTimeout(r.base, r.timeout)
 	keys, ttl, err := r.fetch(ctx)
@@ -329,7 +329,7 @@ func (r *RemoteKeys) run(f *jwksFetch) {
 }
 
 // fetch GETs and parses the document and derives its cache lifetime.
-func (r *RemoteKeys) fetch(ctx context.Context) ([]Key, time.Duration, error) {
+func (r *Remote) fetch(ctx context.Context) ([]Key, time.Duration, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.url, nil)
 	if err != nil {
 		return nil, 0, fmt.Errorf("bad jwks url: %v", err)
@@ -348,12 +348,12 @@ func (r *RemoteKeys) fetch(ctx context.Context) ([]Key, time.Duration, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, 0, fmt.Errorf("unexpected status %d", resp.StatusCode)
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxJWKSBytes+1))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKSBytes+1))
 	if err != nil {
 		return nil, 0, fmt.Errorf("reading body: %v", err)
 	}
-	if len(body) > MaxJWKSBytes {
-		return nil, 0, fmt.Errorf("document larger than %d bytes", MaxJWKSBytes)
+	if len(body) > maxJWKSBytes {
+		return nil, 0, fmt.Errorf("document larger than %d bytes", maxJWKSBytes)
 	}
 	keys, err := r.parse(body)
 	if err != nil {
@@ -366,7 +366,7 @@ func (r *RemoteKeys) fetch(ctx context.Context) ([]Key, time.Duration, error) {
 // Age and Expires headers, clamped to [minAge, maxAge]. s-maxage is for
 // shared caches and ignored; no-store and no-cache mean "as short as
 // allowed".
-func (r *RemoteKeys) lifetime(h http.Header) time.Duration {
+func (r *Remote) lifetime(h http.Header) time.Duration {
 	ttl, ok := cacheControlTTL(h)
 	if ok {
 		if age, err := strconv.ParseInt(strings.TrimSpace(h.Get("Age")), 10, 64); err == nil && age > 0 {
@@ -383,7 +383,7 @@ func (r *RemoteKeys) lifetime(h http.Header) time.Duration {
 			ttl = t.Sub(base)
 		}
 	} else {
-		ttl = DefaultJWKSAge
+		ttl = defaultAge
 	}
 	return min(max(ttl, r.minAge), r.maxAge)
 }
@@ -430,7 +430,7 @@ type jwkProbe struct {
 // parsed on its own: one key of a type this build does not know must not
 // take the issuer's other keys down with it. Zero usable keys is an
 // error, so the previous keys stay in use.
-func (r *RemoteKeys) parse(body []byte) ([]Key, error) {
+func (r *Remote) parse(body []byte) ([]Key, error) {
 	var doc struct {
 		Keys []json.RawMessage `json:"keys"`
 	}
@@ -484,51 +484,15 @@ func parseJWK(raw json.RawMessage) (k Key, skip string, warn bool) {
 		// go-jose errors name the problem, never key bytes.
 		return Key{}, "unparsable or unsupported: " + err.Error(), false
 	}
-	switch pub := jwk.Key.(type) {
-	case *rsa.PublicKey:
-		if pub.N.BitLen() < minRSABits {
-			return Key{}, fmt.Sprintf("rsa key of %d bits, below %d", pub.N.BitLen(), minRSABits), true
-		}
-	case *ecdsa.PublicKey:
-		switch pub.Curve {
-		case elliptic.P256(), elliptic.P384(), elliptic.P521():
-		default:
-			return Key{}, "unsupported curve", false
-		}
-	case ed25519.PublicKey:
-	default:
-		return Key{}, fmt.Sprintf("unsupported key type %T", jwk.Key), false
+	pub, err := Admit(jwk.Key)
+	if err != nil {
+		return Key{}, err.Error(), true
 	}
-	if jwk.Algorithm != "" && !algFitsKey(jwk.Algorithm, jwk.Key) {
+	alg := canonical(jwk.Algorithm)
+	if alg != "" && !Fits(alg, pub) {
 		return Key{}, "alg " + jwk.Algorithm + " does not fit the key", true
 	}
-	return Key{KID: jwk.KeyID, Public: jwk.Key, Alg: jwk.Algorithm}, "", false
-}
-
-// algFitsKey reports whether alg is a signature algorithm for pub. A key
-// whose alg names an encryption algorithm or another key type can never
-// verify an assertion, so it is dropped at load time instead of at every
-// request.
-func algFitsKey(alg string, pub any) bool {
-	switch p := pub.(type) {
-	case *rsa.PublicKey:
-		switch alg {
-		case "RS256", "RS384", "RS512", "PS256", "PS384", "PS512":
-			return true
-		}
-	case *ecdsa.PublicKey:
-		switch alg {
-		case "ES256":
-			return p.Curve == elliptic.P256()
-		case "ES384":
-			return p.Curve == elliptic.P384()
-		case "ES512":
-			return p.Curve == elliptic.P521()
-		}
-	case ed25519.PublicKey:
-		return alg == "EdDSA" || alg == "Ed25519"
-	}
-	return false
+	return Key{KID: jwk.KeyID, Public: pub, Alg: alg}, "", false
 }
 
 func hasKID(keys []Key, kid string) bool {
