@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/clientauth"
 )
 
 // tokenResponse is the successful token response (RFC 6749 §5.1).
@@ -146,7 +148,8 @@ func clientCredentials(r *http.Request, form url.Values) (credentials, *Error) {
 }
 
 // authenticateClient checks the credentials against the tenant's clients.
-// An unknown client costs what a wrong secret costs.
+// An unknown client costs what a wrong secret costs and gets the same
+// answer; a comparison that cannot get its turn is 503.
 func (s *Server) authenticateClient(ctx context.Context, tenant *Tenant, c credentials) (*Client, *Error) {
 	switch c.method {
 	case "":
@@ -154,12 +157,24 @@ func (s *Server) authenticateClient(ctx context.Context, tenant *Tenant, c crede
 	case "private_key_jwt":
 		return s.authenticateClientAssertion(ctx, tenant, c)
 	}
+	if s.cfg.Secrets == nil {
+		// No client has a secret (New checks it), so there is no known
+		// client whose cost an unknown one must match.
+		return nil, invalidClient("bad_client_credentials", "client authentication failed")
+	}
 	client := tenant.Clients[c.id]
-	hash := fakeSecretHash
-	if client != nil && client.SecretHash != nil {
+	var hash *clientauth.Hash // nil: compared against the stand-in
+	if client != nil {
 		hash = client.SecretHash
 	}
-	if !s.secrets.verify(hash, c.secret) || client == nil || client.SecretHash == nil {
+	ok, err := s.cfg.Secrets.Verify(ctx, tenant.Domain, c.id, hash, c.secret)
+	if errors.Is(err, clientauth.ErrBusy) {
+		return nil, unavailable("secret_busy", "client authentication is busy")
+	}
+	if err != nil {
+		s.log.Error("client secret comparison failed", zap.String("client_id", c.id), zap.Error(err))
+	}
+	if !ok {
 		return nil, invalidClient("bad_client_credentials", "client authentication failed")
 	}
 	return client, nil
