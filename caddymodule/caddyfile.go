@@ -1,6 +1,8 @@
 package caddymodule
 
 import (
+	"strconv"
+
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -63,6 +65,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.MaxAssertionLifetime, err = durationArg(d)
 		case "require_jti":
 			h.RequireJTI, err = onOff(d)
+		case "secret_concurrency":
+			h.SecretConcurrency, err = positiveInt(d)
 		case "token_format":
 			h.TokenFormat, err = oneArg(d)
 		case "signing_key":
@@ -282,4 +286,17 @@ func durationOrOff(d *caddyfile.Dispenser) (*caddy.Duration, error) {
 	}
 	v, err := durationArg(d)
 	return &v, err
+}
+
+func positiveInt(d *caddyfile.Dispenser) (int, error) {
+	name := d.Val()
+	v, err := oneArg(d)
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, d.Errf("%s: must be a positive integer, not %q", name, v)
+	}
+	return n, nil
 }

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant"
+	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/clientauth"
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/keys"
 )
 
@@ -51,6 +52,11 @@ type Handler struct {
 	MaxAssertionLifetime caddy.Duration `json:"max_assertion_lifetime,omitempty"`
 	// RequireJTI rejects assertions without jti.
 	RequireJTI bool `json:"require_jti,omitempty"`
+
+	// SecretConcurrency bounds the uncached client secret hash comparisons
+	// running at once; a request that waits more than 1s for its turn gets
+	// 503. Default: the number of CPUs.
+	SecretConcurrency int `json:"secret_concurrency,omitempty"`
 
 	// TokenFormat is "opaque" (default) or "jwt" (RFC 9068).
 	TokenFormat string `json:"token_format,omitempty"`
@@ -249,6 +255,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 
 	tenants := append([]TenantConfig{{Issuers: h.Issuers, Clients: h.Clients}}, h.Tenants...)
+	var hashes []*clientauth.Hash
 	for _, tc := range tenants {
 		t, err := h.buildTenant(ctx, tc, m)
 		if err != nil {
@@ -258,6 +265,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return err
 		}
 		cfg.Tenants[tc.Domain] = t
+		for _, c := range t.Clients {
+			if c.SecretHash != nil {
+				hashes = append(hashes, c.SecretHash)
+			}
+		}
+	}
+	if cfg.Secrets, err = h.provisionSecrets(hashes); err != nil {
+		return err
 	}
 	h.server, err = grant.New(cfg)
 	if err != nil {
@@ -300,7 +315,11 @@ func (h *Handler) buildTenant(ctx caddy.Context, tc TenantConfig, m *metrics) (*
 			}
 		}
 		if cc.Secret != "" {
-			c.SecretHash = []byte(repl.ReplaceKnown(cc.Secret, ""))
+			hash, err := secretHash(repl.ReplaceKnown(cc.Secret, ""))
+			if err != nil {
+				return nil, fmt.Errorf("client %q: secret: %w", cc.ID, err)
+			}
+			c.SecretHash = hash
 		} else {
 			set, err := h.keySet(cc.KeySourceConfig, "client", cc.ID, m)
 			if err != nil {

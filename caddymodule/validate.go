@@ -40,6 +40,9 @@ func (h *Handler) validate() error {
 	default:
 		return fmt.Errorf("token_format: unknown format %q (opaque or jwt)", h.TokenFormat)
 	}
+	if h.SecretConcurrency < 0 {
+		return errors.New("secret_concurrency must not be negative")
+	}
 	if h.AccessTokenTTL < 0 || (h.RefreshTokenTTL != nil && *h.RefreshTokenTTL < 0) {
 		return errors.New("token lifetimes must not be negative")
 	}
@@ -108,7 +111,7 @@ func validateTenant(t TenantConfig) error {
 		case cc.Secret != "" && hasKeys:
 			return fmt.Errorf("%s: secret and a key source are mutually exclusive", where)
 		case cc.Secret != "" && !strings.Contains(cc.Secret, "{"):
-			if err := grant.CheckSecretHash([]byte(cc.Secret)); err != nil {
+			if _, err := secretHash(cc.Secret); err != nil {
 				return fmt.Errorf("%s: secret must be a bcrypt or argon2id hash from `caddy hash-password`: %w", where, err)
 			}
 		case hasKeys:

@@ -16,6 +16,9 @@ import (
 	"net/url"
 	"strings"
 
+	"go.uber.org/zap"
+
+	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/clientauth"
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/keys"
 )
 
@@ -128,17 +131,30 @@ func (s *Server) authenticateForGrant(req *tokenRequest) *Error {
 }
 
 // authenticateSecret is client_secret_basic and client_secret_post. An
-// unknown client costs what a wrong secret costs and gets the same answer.
-func (s *Server) authenticateSecret(_ context.Context, tenant *Tenant, c credentials) (*Client, *Error) {
+// unknown client costs what a wrong secret costs and gets the same answer;
+// a comparison that cannot get its turn is 503.
+func (s *Server) authenticateSecret(ctx context.Context, tenant *Tenant, c credentials) (*Client, *Error) {
 	if c.method == authNone {
 		return nil, invalidClient("no_client_auth", "client authentication is required")
 	}
+	if s.cfg.Secrets == nil {
+		// No client has a secret (New checks it), so there is no known
+		// client whose cost an unknown one must match.
+		return nil, invalidClient("bad_client_credentials", "client authentication failed")
+	}
 	client := tenant.Clients[c.id]
-	hash := fakeSecretHash
-	if client != nil && client.SecretHash != nil {
+	var hash *clientauth.Hash // nil: compared against the stand-in
+	if client != nil {
 		hash = client.SecretHash
 	}
-	if !s.secrets.verify(hash, c.secret) || client == nil || client.SecretHash == nil {
+	ok, err := s.cfg.Secrets.Verify(ctx, tenant.Domain, c.id, hash, c.secret)
+	if errors.Is(err, clientauth.ErrBusy) {
+		return nil, unavailable("secret_busy", "client authentication is busy")
+	}
+	if err != nil {
+		s.log.Error("client secret comparison failed", zap.String("client_id", c.id), zap.Error(err))
+	}
+	if !ok {
 		return nil, invalidClient("bad_client_credentials", "client authentication failed")
 	}
 	return client, nil

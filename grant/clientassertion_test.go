@@ -20,6 +20,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant"
+	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/clientauth"
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/keys"
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/memstore"
 )
@@ -37,7 +38,7 @@ var (
 	pkClient   *ecdsa.PrivateKey // the private_key_jwt client's key
 	pkStranger *ecdsa.PrivateKey // a key nobody trusts
 	pkIdP      *rsa.PrivateKey   // the trusted issuer's key
-	pkHash     []byte
+	pkHash     *clientauth.Hash
 )
 
 func pkKeys() {
@@ -45,7 +46,8 @@ func pkKeys() {
 		pkClient, _ = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		pkStranger, _ = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		pkIdP, _ = rsa.GenerateKey(rand.Reader, 2048)
-		pkHash, _ = bcrypt.GenerateFromPassword([]byte("web-secret"), bcrypt.MinCost)
+		h, _ := bcrypt.GenerateFromPassword([]byte("web-secret"), bcrypt.MinCost)
+		pkHash = &clientauth.Hash{Value: h, Comparer: bcryptComparer{}}
 	})
 }
 
@@ -94,7 +96,7 @@ func newPKBench(t *testing.T, wrap func(grant.Store) grant.Store) *pkBench {
 	srv, err := grant.New(grant.Config{
 		IssuerURL: pkIssuerURL, TokenPath: "/oauth2/token", IntrospectionPath: "/oauth2/introspect",
 		Policy: grant.DefaultPolicy(), AccessTokenTTL: time.Hour, RefreshTokenTTL: time.Hour,
-		Store: st, Tenants: map[string]*grant.Tenant{"": pkTenant(""), "acme": pkTenant("acme")},
+		Store: st, Secrets: testSecrets(), Tenants: map[string]*grant.Tenant{"": pkTenant(""), "acme": pkTenant("acme")},
 	})
 	if err != nil {
 		t.Fatal(err)

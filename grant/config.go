@@ -5,6 +5,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/clientauth"
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/keys"
 )
 
@@ -71,8 +72,9 @@ type Issuer struct {
 // Client is a registered OAuth client.
 type Client struct {
 	ID string
-	// SecretHash is a bcrypt or argon2id hash (client_secret_basic/post).
-	SecretHash []byte
+	// SecretHash is the client secret's hash and the comparer that checks
+	// it (client_secret_basic/post).
+	SecretHash *clientauth.Hash
 	// Keys, instead of SecretHash, authenticates the client by
 	// private_key_jwt.
 	Keys keys.Set
@@ -138,6 +140,10 @@ type Config struct {
 	Tenants map[string]*Tenant
 
 	Store Store
+	// Secrets verifies client secrets; required when a client has one. One
+	// may be shared by several servers and outlive a configuration, so that
+	// a reload keeps verified secrets verified.
+	Secrets *clientauth.Secrets
 	// Minter makes access tokens; nil means opaque tokens.
 	Minter Minter
 

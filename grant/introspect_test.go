@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"reflect"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant"
+	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/clientauth"
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/keys"
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/memstore"
 )
@@ -42,10 +44,13 @@ type lcEnv struct {
 // them apart.
 const lcSecret = "lc-secret"
 
-var lcHash = func() []byte {
-	h, _ := bcrypt.GenerateFromPassword([]byte(lcSecret), bcrypt.MinCost)
-	return h
-}()
+var lcHash = sync.OnceValue(func() *clientauth.Hash {
+	h, err := bcrypt.GenerateFromPassword([]byte(lcSecret), bcrypt.MinCost)
+	if err != nil {
+		panic(err)
+	}
+	return &clientauth.Hash{Value: h, Comparer: bcryptComparer{}}
+})
 
 func lcIssuer() *grant.Issuer {
 	return &grant.Issuer{Name: "idp", Issuer: "https://idp", Algorithms: keys.DefaultAlgorithms,
@@ -53,7 +58,7 @@ func lcIssuer() *grant.Issuer {
 }
 
 func lcClient(id string) *grant.Client {
-	return &grant.Client{ID: id, SecretHash: lcHash, GrantTypes: []string{grant.GrantJWTBearer, grant.GrantRefreshToken}}
+	return &grant.Client{ID: id, SecretHash: lcHash(), GrantTypes: []string{grant.GrantJWTBearer, grant.GrantRefreshToken}}
 }
 
 func newLCEnv(t testing.TB, store grant.Store, mutate func(*grant.Config)) *lcEnv {
@@ -69,7 +74,7 @@ func newLCEnv(t testing.TB, store grant.Store, mutate func(*grant.Config)) *lcEn
 		IntrospectionPath: "/oauth2/introspect", RevocationPath: "/oauth2/revoke",
 		MetadataPath: "/.well-known/oauth-authorization-server",
 		Policy:       grant.DefaultPolicy(), AccessTokenTTL: time.Hour, RefreshTokenTTL: 24 * time.Hour,
-		Store: store,
+		Store: store, Secrets: testSecrets(),
 		Tenants: map[string]*grant.Tenant{
 			"": {Issuers: map[string]*grant.Issuer{"https://idp": lcIssuer()},
 				Clients: map[string]*grant.Client{"app": lcClient("app"), "rs": lcClient("rs")}},

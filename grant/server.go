@@ -29,7 +29,6 @@ type Server struct {
 	audiences []string
 	tokenURL  string
 	minter    Minter
-	secrets   secretCache
 	log       *zap.Logger
 	obs       Observer
 	now       func() time.Time
@@ -68,10 +67,11 @@ func New(cfg Config) (*Server, error) {
 			if (c.SecretHash == nil) == (c.Keys == nil) {
 				return nil, fmt.Errorf("client %q: exactly one of secret and key source is required", id)
 			}
-			if c.SecretHash != nil {
-				if err := CheckSecretHash(c.SecretHash); err != nil {
-					return nil, fmt.Errorf("client %q: secret: %w", id, err)
-				}
+			if c.SecretHash != nil && c.SecretHash.Comparer == nil {
+				return nil, fmt.Errorf("client %q: secret: no comparer for its hash", id)
+			}
+			if c.SecretHash != nil && cfg.Secrets == nil {
+				return nil, fmt.Errorf("client %q: secret: a client secret verifier is required", id)
 			}
 		}
 	}

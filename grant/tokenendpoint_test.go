@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/bcrypt"
-
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant"
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/keys"
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/memstore"
@@ -32,13 +30,13 @@ var issuerKey, _ = rsa.GenerateKey(rand.Reader, 2048)
 
 func newServer(t testing.TB, mutate func(*grant.Config)) *bench {
 	t.Helper()
-	hash, _ := bcrypt.GenerateFromPassword([]byte("c:s/ecret"), bcrypt.MinCost)
+	hash := secretHash(t, "c:s/ecret")
 	st := memstore.New(memstore.Options{})
 	t.Cleanup(func() { st.Close() })
 	cfg := grant.Config{
 		IssuerURL: issuerURL, TokenPath: "/oauth2/token",
 		Policy: grant.DefaultPolicy(), AccessTokenTTL: time.Hour, RefreshTokenTTL: 24 * time.Hour,
-		Store: st,
+		Store: st, Secrets: testSecrets(),
 		Tenants: map[string]*grant.Tenant{"": {
 			Issuers: map[string]*grant.Issuer{
 				"https://idp": {Name: "idp", Issuer: "https://idp", Algorithms: keys.DefaultAlgorithms,
