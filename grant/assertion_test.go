@@ -14,6 +14,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,20 +29,23 @@ var (
 	testAudiences = []string{testIssuerURL, testIssuerURL + "/oauth2/token"}
 )
 
-// testKeys are generated once: RSA key generation dominates test time.
-var testKeys = struct {
+// testKeys are generated once per test binary, on first use: RSA key
+// generation dominates test time.
+var testKeys = sync.OnceValue(func() *testKeySet {
+	k := &testKeySet{}
+	k.rsa, _ = rsa.GenerateKey(rand.Reader, 2048)
+	k.rsa2, _ = rsa.GenerateKey(rand.Reader, 2048)
+	k.p256, _ = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	k.p384, _ = ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	_, k.ed, _ = ed25519.GenerateKey(rand.Reader)
+	return k
+})
+
+type testKeySet struct {
 	rsa, rsa2 *rsa.PrivateKey
 	p256      *ecdsa.PrivateKey
 	p384      *ecdsa.PrivateKey
 	ed        ed25519.PrivateKey
-}{}
-
-func init() {
-	testKeys.rsa, _ = rsa.GenerateKey(rand.Reader, 2048)
-	testKeys.rsa2, _ = rsa.GenerateKey(rand.Reader, 2048)
-	testKeys.p256, _ = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	testKeys.p384, _ = ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	_, testKeys.ed, _ = ed25519.GenerateKey(rand.Reader)
 }
 
 func baseClaims() map[string]any {
@@ -66,7 +70,7 @@ func sign(t testing.TB, key crypto.Signer, alg, kid string, claims map[string]an
 
 func testIssuer(ks ...keys.Key) *Issuer {
 	if ks == nil {
-		ks = []keys.Key{{Public: testKeys.rsa.Public()}}
+		ks = []keys.Key{{Public: testKeys().rsa.Public()}}
 	}
 	return &Issuer{Name: "idp-name", Issuer: "idp", Algorithms: keys.DefaultAlgorithms, Keys: keys.Static(ks), Claims: []string{"email"}}
 }
@@ -156,7 +160,7 @@ func TestAssertionRules(t *testing.T) {
 			if tc.policy != nil {
 				tc.policy(&pol)
 			}
-			a, oerr := runChecks(t, testIssuer(), pol, sign(t, testKeys.rsa, "RS256", "", c))
+			a, oerr := runChecks(t, testIssuer(), pol, sign(t, testKeys().rsa, "RS256", "", c))
 			if tc.reason == "" {
 				if oerr != nil {
 					t.Fatalf("rejected: %v (%s)", oerr, oerr.Reason)
@@ -181,9 +185,9 @@ func TestAssertionKeyFamilies(t *testing.T) {
 		alg string
 		key crypto.Signer
 	}{
-		{"RS256", testKeys.rsa}, {"RS384", testKeys.rsa}, {"RS512", testKeys.rsa},
-		{"PS256", testKeys.rsa}, {"PS384", testKeys.rsa}, {"PS512", testKeys.rsa},
-		{"ES256", testKeys.p256}, {"ES384", testKeys.p384}, {"EdDSA", testKeys.ed},
+		{"RS256", testKeys().rsa}, {"RS384", testKeys().rsa}, {"RS512", testKeys().rsa},
+		{"PS256", testKeys().rsa}, {"PS384", testKeys().rsa}, {"PS512", testKeys().rsa},
+		{"ES256", testKeys().p256}, {"ES384", testKeys().p384}, {"EdDSA", testKeys().ed},
 	}
 	for _, tc := range cases {
 		t.Run(tc.alg+" verifies with its key", func(t *testing.T) {
@@ -193,7 +197,7 @@ func TestAssertionKeyFamilies(t *testing.T) {
 			}
 		})
 		t.Run(tc.alg+" fails with another issuer's key", func(t *testing.T) {
-			is := testIssuer(keys.Key{Public: testKeys.rsa2.Public()})
+			is := testIssuer(keys.Key{Public: testKeys().rsa2.Public()})
 			_, oerr := runChecks(t, is, DefaultPolicy(), sign(t, tc.key, tc.alg, "", baseClaims()))
 			if oerr == nil || oerr.Reason != "bad_signature" {
 				t.Fatalf("got %v, want bad_signature", oerr)
@@ -203,7 +207,7 @@ func TestAssertionKeyFamilies(t *testing.T) {
 }
 
 func TestAssertionAttacks(t *testing.T) {
-	pub := testKeys.rsa.Public()
+	pub := testKeys().rsa.Public()
 	der, _ := x509.MarshalPKIXPublicKey(pub)
 	hmacSig := func(header map[string]any) string {
 		raw := rawJWS(header, baseClaims(), nil)
@@ -212,15 +216,15 @@ func TestAssertionAttacks(t *testing.T) {
 		m.Write([]byte(input))
 		return input + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 	}
-	good := sign(t, testKeys.rsa, "RS256", "", baseClaims())
+	good := sign(t, testKeys().rsa, "RS256", "", baseClaims())
 	parts := strings.Split(good, ".")
 	tamperedClaims := baseClaims()
 	tamperedClaims["sub"] = "admin"
 	tc, _ := json.Marshal(tamperedClaims)
-	attackerJWK := map[string]any{"kty": "RSA", "n": base64.RawURLEncoding.EncodeToString(testKeys.rsa2.N.Bytes()), "e": "AQAB"}
+	attackerJWK := map[string]any{"kty": "RSA", "n": base64.RawURLEncoding.EncodeToString(testKeys().rsa2.N.Bytes()), "e": "AQAB"}
 	signedWithHeader := func(extra map[string]any) string {
 		// Signed by the attacker's key with headers naming that key.
-		s, err := signWithExtraHeaders(testKeys.rsa2, extra, baseClaims())
+		s, err := signWithExtraHeaders(testKeys().rsa2, extra, baseClaims())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -256,10 +260,10 @@ func TestAssertionAttacks(t *testing.T) {
 		{name: "claims that are not an object are rejected", raw: rawJWS(map[string]any{"alg": "RS256"}, []int{1}, []byte("x")), reason: "malformed"},
 		{name: "alg outside the issuer's list is rejected", raw: good, reason: "alg_not_allowed",
 			issuer: &Issuer{Name: "n", Issuer: "idp", Algorithms: []string{"ES256"}, Keys: keys.Static{{Public: pub}}}},
-		{name: "RSA key cannot verify ES256", raw: sign(t, testKeys.p256, "ES256", "", baseClaims()), reason: "bad_signature"},
-		{name: "unknown kid finds no keyed key", raw: sign(t, testKeys.rsa, "RS256", "new-kid", baseClaims()), reason: "bad_signature",
+		{name: "RSA key cannot verify ES256", raw: sign(t, testKeys().p256, "ES256", "", baseClaims()), reason: "bad_signature"},
+		{name: "unknown kid finds no keyed key", raw: sign(t, testKeys().rsa, "RS256", "new-kid", baseClaims()), reason: "bad_signature",
 			issuer: testIssuer(keys.Key{KID: "old-kid", Public: pub})},
-		{name: "key alg must match", raw: sign(t, testKeys.rsa, "PS256", "", baseClaims()), reason: "bad_signature",
+		{name: "key alg must match", raw: sign(t, testKeys().rsa, "PS256", "", baseClaims()), reason: "bad_signature",
 			issuer: testIssuer(keys.Key{Public: pub, Alg: "RS256"})},
 	}
 	for _, tc := range cases {
@@ -283,7 +287,7 @@ func TestAssertionAttacks(t *testing.T) {
 }
 
 func TestAssertionKidSelection(t *testing.T) {
-	pub := testKeys.rsa.Public()
+	pub := testKeys().rsa.Public()
 	cases := []struct {
 		name   string
 		keys   []keys.Key
@@ -293,14 +297,14 @@ func TestAssertionKidSelection(t *testing.T) {
 		{"keyed key is used for its kid", []keys.Key{{KID: "k1", Public: pub}}, "k1", true},
 		{"keyed key is skipped for another kid", []keys.Key{{KID: "k1", Public: pub}}, "k2", false},
 		{"unkeyed key is tried whatever the kid", []keys.Key{{Public: pub}}, "anything", true},
-		{"assertion without kid tries keyed keys", []keys.Key{{KID: "k1", Public: testKeys.rsa2.Public()}, {KID: "k2", Public: pub}}, "", true},
-		{"assertion without kid tries at most eight keys", append(repeatKey(keys.Key{Public: testKeys.rsa2.Public()}, 8), keys.Key{Public: pub}), "", false},
-		{"assertion with a kid tries at most eight keys", append(repeatKey(keys.Key{Public: testKeys.rsa2.Public()}, 8), keys.Key{Public: pub}), "any-kid", false},
-		{"the eighth candidate is still tried", append(repeatKey(keys.Key{Public: testKeys.rsa2.Public()}, 7), keys.Key{Public: pub}), "any-kid", true},
+		{"assertion without kid tries keyed keys", []keys.Key{{KID: "k1", Public: testKeys().rsa2.Public()}, {KID: "k2", Public: pub}}, "", true},
+		{"assertion without kid tries at most eight keys", append(repeatKey(keys.Key{Public: testKeys().rsa2.Public()}, 8), keys.Key{Public: pub}), "", false},
+		{"assertion with a kid tries at most eight keys", append(repeatKey(keys.Key{Public: testKeys().rsa2.Public()}, 8), keys.Key{Public: pub}), "any-kid", false},
+		{"the eighth candidate is still tried", append(repeatKey(keys.Key{Public: testKeys().rsa2.Public()}, 7), keys.Key{Public: pub}), "any-kid", true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, oerr := runChecks(t, testIssuer(tc.keys...), DefaultPolicy(), sign(t, testKeys.rsa, "RS256", tc.kid, baseClaims()))
+			_, oerr := runChecks(t, testIssuer(tc.keys...), DefaultPolicy(), sign(t, testKeys().rsa, "RS256", tc.kid, baseClaims()))
 			if (oerr == nil) != tc.accept {
 				t.Fatalf("accept=%v, got %v", tc.accept, oerr)
 			}
@@ -319,7 +323,7 @@ func repeatKey(k keys.Key, n int) []keys.Key {
 func TestAssertionSubjectsAliasesClaims(t *testing.T) {
 	is := testIssuer()
 	is.Subjects = []string{"bob"}
-	if _, oerr := runChecks(t, is, DefaultPolicy(), sign(t, testKeys.rsa, "RS256", "", baseClaims())); oerr == nil || oerr.Reason != "sub_not_allowed" {
+	if _, oerr := runChecks(t, is, DefaultPolicy(), sign(t, testKeys().rsa, "RS256", "", baseClaims())); oerr == nil || oerr.Reason != "sub_not_allowed" {
 		t.Fatalf("subject outside subjects: got %v", oerr)
 	}
 	is = testIssuer()
@@ -328,7 +332,7 @@ func TestAssertionSubjectsAliasesClaims(t *testing.T) {
 	c["aud"] = "urn:alias"
 	c["email"] = "a@example.com"
 	c["secret_stuff"] = "x"
-	a, oerr := runChecks(t, is, DefaultPolicy(), sign(t, testKeys.rsa, "RS256", "", c))
+	a, oerr := runChecks(t, is, DefaultPolicy(), sign(t, testKeys().rsa, "RS256", "", c))
 	if oerr != nil {
 		t.Fatalf("alias audience rejected: %v", oerr)
 	}
@@ -378,7 +382,7 @@ func signWithExtraHeaders(key *rsa.PrivateKey, extra map[string]any, claims map[
 // signedWithHeaderOK is signWithExtraHeaders with the trusted key: the
 // signature is good, so only the header can make it fail.
 func signedWithHeaderOK(t testing.TB, extra map[string]any) string {
-	s, err := signWithExtraHeaders(testKeys.rsa, extra, baseClaims())
+	s, err := signWithExtraHeaders(testKeys().rsa, extra, baseClaims())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -398,7 +402,7 @@ func claimsJSON(t testing.TB) string {
 // (RS256), for payloads no honest signer makes.
 func signRawPayload(t testing.TB, payload string) string {
 	t.Helper()
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: testKeys.rsa}, nil)
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: testKeys().rsa}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

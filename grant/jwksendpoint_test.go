@@ -31,7 +31,7 @@ func jeGet(s *Server, method string) *httptest.ResponseRecorder {
 }
 
 func TestJWKSEndpointPublishesTheSigningKeyOnly(t *testing.T) {
-	m, err := NewJWTMinter(testKeys.rsa)
+	m, err := NewJWTMinter(testKeys().rsa)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func TestJWKSEndpointPublishesTheSigningKeyOnly(t *testing.T) {
 }
 
 func TestJWKSEndpointMethods(t *testing.T) {
-	m, err := NewJWTMinter(testKeys.ed)
+	m, err := NewJWTMinter(testKeys().ed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func TestJWKSEndpointOfOpaqueTokensIsAnEmptySet(t *testing.T) {
 }
 
 func TestJWKSEndpointIsRoutedOnlyWhenItHasAPath(t *testing.T) {
-	m, err := NewJWTMinter(testKeys.p384)
+	m, err := NewJWTMinter(testKeys().p384)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -67,11 +67,11 @@ func TestJWTMinterSignsWithTheDefaultAlgorithmOfItsKey(t *testing.T) {
 		key  crypto.Signer
 		alg  string
 	}{
-		{"rsa", testKeys.rsa, "RS256"},
-		{"p256", testKeys.p256, "ES256"},
-		{"p384", testKeys.p384, "ES384"},
+		{"rsa", testKeys().rsa, "RS256"},
+		{"p256", testKeys().p256, "ES256"},
+		{"p384", testKeys().p384, "ES384"},
 		{"p521", p521, "ES512"},
-		{"ed25519", testKeys.ed, "EdDSA"},
+		{"ed25519", testKeys().ed, "EdDSA"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m, err := NewJWTMinter(tc.key)
@@ -102,7 +102,7 @@ func TestJWTMinterSignsWithTheDefaultAlgorithmOfItsKey(t *testing.T) {
 }
 
 func TestJWTMinterClaimsAreExactlyTheRecordsRegisteredAndCopiedClaims(t *testing.T) {
-	m, err := NewJWTMinter(testKeys.p256)
+	m, err := NewJWTMinter(testKeys().p256)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +126,7 @@ func TestJWTMinterClaimsAreExactlyTheRecordsRegisteredAndCopiedClaims(t *testing
 }
 
 func TestJWTMinterRules(t *testing.T) {
-	m, err := NewJWTMinter(testKeys.rsa)
+	m, err := NewJWTMinter(testKeys().rsa)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +196,7 @@ func TestJWTMinterRules(t *testing.T) {
 }
 
 func TestJWTMinterJTIIsFreshForEveryToken(t *testing.T) {
-	m, err := NewJWTMinter(testKeys.ed)
+	m, err := NewJWTMinter(testKeys().ed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,15 +214,15 @@ func TestJWTMinterJTIIsFreshForEveryToken(t *testing.T) {
 }
 
 func TestJWTMintersWithTheSameKeyMakeInterchangeableTokens(t *testing.T) {
-	a, err := NewJWTMinter(testKeys.rsa)
+	a, err := NewJWTMinter(testKeys().rsa)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := NewJWTMinter(testKeys.rsa)
+	b, err := NewJWTMinter(testKeys().rsa)
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := NewJWTMinter(testKeys.rsa2)
+	other, err := NewJWTMinter(testKeys().rsa2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,11 +238,11 @@ func TestJWTMintersWithTheSameKeyMakeInterchangeableTokens(t *testing.T) {
 
 func TestLoadJWTMinterErrorsNameTheFileNeverTheKey(t *testing.T) {
 	dir := t.TempDir()
-	der, err := x509.MarshalPKCS8PrivateKey(testKeys.p256)
+	der, err := x509.MarshalPKCS8PrivateKey(testKeys().p256)
 	if err != nil {
 		t.Fatal(err)
 	}
-	spki, err := x509.MarshalPKIXPublicKey(testKeys.p256.Public())
+	spki, err := x509.MarshalPKIXPublicKey(testKeys().p256.Public())
 	if err != nil {
 		t.Fatal(err)
 	}
