@@ -403,7 +403,7 @@ func TestAuthDirectiveOrderIsAfterBasicAuthAndJWTGrant(t *testing.T) {
 	respond "x"
 	jwt_grant_auth
 	basic_auth {
-		bob $2a$14$X3ulqf/iGxnf1k6oMZ.RZeJUoqI9PX2PM4rS5lkIKJXduLGXGPrt6
+		bob $2a$04$QtY4W/xM8NYqqAzmE8uCqu5Uq4.rqyXbw1uBh0UIhGuGbrpo8qOFi
 	}
 	jwt_grant {
 		issuer_url https://as.example
