@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -48,6 +49,7 @@ type AuthHandler struct {
 	// of SPEC §2.2). Default jwt_grant.
 	Realm string `json:"realm,omitempty"`
 
+	now      func() time.Time // the clock; nil is time.Now (tests set it)
 	verifier *grant.Verifier
 	logger   *zap.Logger
 	outcomes map[string]prometheus.Counter
@@ -79,6 +81,7 @@ func (a *AuthHandler) Provision(ctx caddy.Context) error {
 		Realm:    a.Realm,
 		Logger:   a.logger,
 		Observer: m,
+		Now:      a.now,
 	})
 	if err != nil {
 		return err

@@ -81,7 +81,8 @@ type Handler struct {
 	// Realm is the realm of WWW-Authenticate challenges. Default jwt_grant.
 	Realm string `json:"realm,omitempty"`
 
-	line    int // Caddyfile line of the directive, for error messages
+	line    int              // Caddyfile line of the directive, for error messages
+	now     func() time.Time // the clock; nil is time.Now (tests set it)
 	server  *grant.Server
 	store   StoreModule
 	closers []func()
@@ -245,6 +246,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Realm:             h.Realm,
 		Logger:            h.logger,
 		Observer:          m,
+		Now:               h.now,
 	}
 	if h.AccessTokenTTL > 0 {
 		cfg.AccessTokenTTL = time.Duration(h.AccessTokenTTL)
