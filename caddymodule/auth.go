@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -48,6 +49,7 @@ type AuthHandler struct {
 	// of SPEC §2.2). Default jwt_grant.
 	Realm string `json:"realm,omitempty"`
 
+	now      func() time.Time // the clock: the package clock unless a test set its own
 	verifier *grant.Verifier
 	logger   *zap.Logger
 	outcomes map[string]prometheus.Counter
@@ -62,11 +64,12 @@ func (AuthHandler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision opens the store and builds the verifier.
+// Provision opens the store and builds the verifier; Validate, which
+// Caddy calls next, rejects what the configuration shows to be wrong.
 func (a *AuthHandler) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
-	if err := a.validate(); err != nil {
-		return err
+	if a.now == nil {
+		a.now = now
 	}
 	store, err := loadStore(ctx, a, &a.StoreRaw)
 	if err != nil {
@@ -81,6 +84,7 @@ func (a *AuthHandler) Provision(ctx caddy.Context) error {
 		Realm:    a.Realm,
 		Logger:   a.logger,
 		Observer: m,
+		Now:      a.now,
 	})
 	if err != nil {
 		return err
@@ -95,9 +99,9 @@ func (a *AuthHandler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// validate rejects what the configuration itself shows to be wrong; the
+// Validate rejects what the configuration itself shows to be wrong; the
 // Caddyfile adapter runs it too, so that `caddy adapt` fails.
-func (a *AuthHandler) validate() error {
+func (a *AuthHandler) Validate() error {
 	return grant.VerifierConfig{Audience: a.Audience, Scope: a.Scope, Tenant: a.Tenant, Realm: a.Realm}.Check()
 }
 
@@ -169,23 +173,32 @@ func parseAuthCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, er
 	return &a, err
 }
 
-// UnmarshalCaddyfile parses the jwt_grant_auth directive:
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
 //
 //	jwt_grant_auth [<matcher>] {
-//		store    <backend> …
-//		audience <aud>...
-//		scope    <scope>...
-//		tenant   <domain> | *
-//		realm    <realm>
+//	    store    memory | redis ...
+//	    audience <aud>...
+//	    scope    <scope>...
+//	    tenant   <domain> | *
+//	    realm    <realm>
 //	}
+//
+// store takes the same forms as in jwt_grant. store, tenant and realm may
+// appear once; audience and scope may repeat and add to their lists. A
+// bare jwt_grant_auth accepts any live token of the top level from the
+// memory store.
 func (a *AuthHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive name
-	line := d.Line()
+	line, file := d.Line(), d.File()
 	if d.NextArg() {
 		return d.ArgErr()
 	}
+	seen := map[string]bool{}
 	for d.NextBlock(0) {
 		opt := d.Val()
+		if err := once(d, seen, "jwt_grant_auth", "audience", "scope"); err != nil {
+			return err
+		}
 		var err error
 		switch opt {
 		case "store":
@@ -205,8 +218,8 @@ func (a *AuthHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return err
 		}
 	}
-	if err := a.validate(); err != nil {
-		return d.Errf("jwt_grant_auth (Caddyfile line %d): %v", line, err)
+	if err := a.Validate(); err != nil {
+		return atLine(err, file, line)
 	}
 	return nil
 }
@@ -214,6 +227,7 @@ func (a *AuthHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*AuthHandler)(nil)
+	_ caddy.Validator             = (*AuthHandler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*AuthHandler)(nil)
 	_ caddyfile.Unmarshaler       = (*AuthHandler)(nil)
 )

@@ -403,7 +403,7 @@ func TestAuthDirectiveOrderIsAfterBasicAuthAndJWTGrant(t *testing.T) {
 	respond "x"
 	jwt_grant_auth
 	basic_auth {
-		bob $2a$14$X3ulqf/iGxnf1k6oMZ.RZeJUoqI9PX2PM4rS5lkIKJXduLGXGPrt6
+		bob $2a$04$QtY4W/xM8NYqqAzmE8uCqu5Uq4.rqyXbw1uBh0UIhGuGbrpo8qOFi
 	}
 	jwt_grant {
 		issuer_url https://as.example
@@ -476,6 +476,9 @@ func TestAuthCaddyfileErrorsFailAtAdapt(t *testing.T) {
 		{"a malformed scope", "jwt_grant_auth {\n\t\tscope `re\"ad`\n\t}", "scope"},
 		{"a wildcard tenant pattern", "jwt_grant_auth {\n\t\ttenant *.example\n\t}", "tenant"},
 		{"an unknown store", "jwt_grant_auth {\n\t\tstore nope\n\t}", "nope"},
+		{"a repeated tenant", "jwt_grant_auth {\n\t\ttenant a\n\t\ttenant b\n\t}", "tenant is already set in this block, at Caddyfile:4"},
+		{"a repeated realm", "jwt_grant_auth {\n\t\trealm a\n\t\trealm b\n\t}", "realm is already set in this block, at Caddyfile:4"},
+		{"a repeated store", "jwt_grant_auth {\n\t\tstore memory\n\t\tstore memory\n\t}", "store is already set in this block, at Caddyfile:4"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,6 +1,9 @@
 package caddymodule
 
 import (
+	"errors"
+	"fmt"
+	"slices"
 	"strconv"
 
 	"github.com/caddyserver/caddy/v2"
@@ -23,16 +26,102 @@ func parseHandlerCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 	return &handler, err
 }
 
-// UnmarshalCaddyfile parses the jwt_grant directive (syntax in README.md).
-// Everything the Caddyfile shows to be wrong fails here, at adapt time.
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	jwt_grant [<matcher>] {
+//	    issuer_url          <url>
+//	    token_path          <path>
+//	    introspection_path  <path> | off
+//	    revocation_path     <path> | off
+//	    metadata_path       <path> | off
+//	    jwks_path           <path> | off
+//	    realm               <realm>
+//
+//	    store memory [{
+//	        max_entries <n>
+//	    }]
+//	    store redis <redis-url>
+//	    store redis {
+//	        url           <redis-url>
+//	        address       <host:port>...
+//	        sentinel      <master-name>
+//	        username      <name>
+//	        password      <secret>
+//	        db            <n>
+//	        tls           [insecure_skip_verify]
+//	        key_prefix    <prefix>
+//	        dial_timeout  <duration>
+//	        read_timeout  <duration>
+//	        write_timeout <duration>
+//	        pool_size     <n>
+//	    }
+//
+//	    iat_validation         on | off
+//	    iat_validity           <duration>
+//	    clock_skew             <duration>
+//	    max_assertion_lifetime <duration>
+//	    require_jti            on | off
+//
+//	    secret_concurrency <n>
+//
+//	    token_format      opaque | jwt
+//	    signing_key       <pem-file>
+//	    access_token_ttl  <duration>
+//	    refresh_token_ttl <duration> | off
+//
+//	    trusted_issuer <name> {
+//	        issuer           <iss>
+//	        jwks_url         <url>
+//	        jwks_timeout     <duration>
+//	        jwks_min_refresh <duration>
+//	        certificate      <file>
+//	        alias            <aud>...
+//	        algorithms       <alg>...
+//	        subjects         <sub>...
+//	        scopes           <scope>...
+//	        claims           <claim>...
+//	        client_auth      required | optional
+//	    }
+//
+//	    client <client_id> {
+//	        secret            <hash>
+//	        jwks_url          <url>
+//	        jwks_timeout      <duration>
+//	        jwks_min_refresh  <duration>
+//	        certificate       <file>
+//	        grant_types       jwt-bearer | refresh_token ...
+//	        issuers           <trusted_issuer name>...
+//	        audience          <aud>...
+//	        scopes            <scope>...
+//	        access_token_ttl  <duration>
+//	        refresh_token_ttl <duration> | off
+//	    }
+//
+//	    tenant <domain> {
+//	        trusted_issuer <name> { ... }
+//	        client <client_id> { ... }
+//	    }
+//	}
+//
+// An option that takes one value may appear once in its block, so that a
+// forgotten earlier line cannot silently lose to a later one; an option
+// that takes a list (and certificate, and the trusted_issuer, client and
+// tenant blocks) may repeat and adds to what came before. Everything the
+// Caddyfile shows to be wrong fails here, at adapt time, with the path of
+// blocks and the one line it is on; what needs files fails at Provision.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive name
-	line := d.Line()
+	h.line = d.Line()
+	file := d.File()
 	if d.NextArg() {
 		return d.ArgErr()
 	}
+	seen := map[string]bool{}
 	for d.NextBlock(0) {
 		opt := d.Val()
+		if err := once(d, seen, "jwt_grant", "trusted_issuer", "client", "tenant"); err != nil {
+			return err
+		}
 		var err error
 		switch opt {
 		case "issuer_url":
@@ -77,11 +166,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.RefreshTokenTTL, err = durationOrOff(d)
 		case "trusted_issuer":
 			var ic IssuerConfig
-			ic, err = parseIssuer(d)
+			ic, err = parseIssuer(d, "")
 			h.Issuers = append(h.Issuers, ic)
 		case "client":
 			var cc ClientConfig
-			cc, err = parseClient(d)
+			cc, err = parseClient(d, "")
 			h.Clients = append(h.Clients, cc)
 		case "tenant":
 			var tc TenantConfig
@@ -94,9 +183,35 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return err
 		}
 	}
-	if err := h.validate(); err != nil {
-		return d.Errf("jwt_grant (Caddyfile line %d): %v", line, err)
+	if err := h.Validate(); err != nil {
+		return atLine(err, file, h.line)
 	}
+	return nil
+}
+
+// atLine gives an error of Validate the one Caddyfile line it belongs to,
+// in the form of the Dispenser's own errors: the line of the offending
+// block when Validate knows it, else the directive's.
+func atLine(err error, file string, directiveLine int) error {
+	line := directiveLine
+	var ce *configError
+	if errors.As(err, &ce) && ce.line > 0 {
+		line = ce.line
+	}
+	return fmt.Errorf("%w, at %s:%d", err, file, line)
+}
+
+// once rejects a second occurrence of a single-value option in one block
+// (seen holds the options met so far); the repeatable options are exempt.
+func once(d *caddyfile.Dispenser, seen map[string]bool, where string, repeatable ...string) error {
+	opt := d.Val()
+	if slices.Contains(repeatable, opt) {
+		return nil
+	}
+	if seen[opt] {
+		return d.Errf("%s: %s is already set in this block", where, opt)
+	}
+	seen[opt] = true
 	return nil
 }
 
@@ -115,40 +230,48 @@ func parseStore(d *caddyfile.Dispenser) ([]byte, error) {
 }
 
 func parseTenant(d *caddyfile.Dispenser) (TenantConfig, error) {
-	var tc TenantConfig
+	tc := TenantConfig{line: d.Line()}
 	var err error
 	if tc.Domain, err = oneArgKeepBlock(d); err != nil {
 		return tc, err
 	}
+	where := fmt.Sprintf("tenant %q", tc.Domain)
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		switch d.Val() {
 		case "trusted_issuer":
-			ic, err := parseIssuer(d)
+			ic, err := parseIssuer(d, where)
 			if err != nil {
 				return tc, err
 			}
 			tc.Issuers = append(tc.Issuers, ic)
 		case "client":
-			cc, err := parseClient(d)
+			cc, err := parseClient(d, where)
 			if err != nil {
 				return tc, err
 			}
 			tc.Clients = append(tc.Clients, cc)
 		default:
-			return tc, d.Errf("tenant %q: unknown option %q (trusted_issuer or client)", tc.Domain, d.Val())
+			return tc, d.Errf("%s: unknown option %q (trusted_issuer or client)", where, d.Val())
 		}
 	}
 	return tc, nil
 }
 
-func parseIssuer(d *caddyfile.Dispenser) (IssuerConfig, error) {
+// parseIssuer parses a trusted_issuer block; parent is the path of the
+// block that holds it ("" at the top level), for error messages.
+func parseIssuer(d *caddyfile.Dispenser, parent string) (IssuerConfig, error) {
 	ic := IssuerConfig{line: d.Line()}
 	var err error
 	if ic.Name, err = oneArgKeepBlock(d); err != nil {
 		return ic, err
 	}
+	where := subBlock(parent, "trusted_issuer", ic.Name)
+	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
+		if err := once(d, seen, where, "certificate", "alias", "algorithms", "subjects", "scopes", "claims"); err != nil {
+			return ic, err
+		}
 		switch opt {
 		case "issuer":
 			ic.Issuer, err = oneArg(d)
@@ -158,7 +281,7 @@ func parseIssuer(d *caddyfile.Dispenser) (IssuerConfig, error) {
 			ic.Algorithms, err = appendArgs(d, ic.Algorithms)
 			for _, alg := range ic.Algorithms {
 				if err == nil && !keys.IsAsymmetric(alg) {
-					err = d.Errf("trusted_issuer %q: unknown or unsupported algorithm %q", ic.Name, alg)
+					err = d.Errf("%s: unknown or unsupported algorithm %q", where, alg)
 				}
 			}
 		case "subjects":
@@ -170,12 +293,12 @@ func parseIssuer(d *caddyfile.Dispenser) (IssuerConfig, error) {
 		case "client_auth":
 			ic.ClientAuth, err = oneArg(d)
 			if err == nil && ic.ClientAuth != "required" && ic.ClientAuth != "optional" {
-				err = d.Errf("trusted_issuer %q: client_auth must be required or optional", ic.Name)
+				err = d.Errf("%s: client_auth must be required or optional, not %q", where, ic.ClientAuth)
 			}
 		default:
 			var known bool
 			if known, err = parseKeySource(d, &ic.KeySourceConfig); !known {
-				return ic, d.Errf("trusted_issuer %q: unknown option %q", ic.Name, opt)
+				return ic, d.Errf("%s: unknown option %q", where, opt)
 			}
 		}
 		if err != nil {
@@ -185,14 +308,21 @@ func parseIssuer(d *caddyfile.Dispenser) (IssuerConfig, error) {
 	return ic, nil
 }
 
-func parseClient(d *caddyfile.Dispenser) (ClientConfig, error) {
+// parseClient parses a client block; parent is the path of the block that
+// holds it ("" at the top level), for error messages.
+func parseClient(d *caddyfile.Dispenser, parent string) (ClientConfig, error) {
 	cc := ClientConfig{line: d.Line()}
 	var err error
 	if cc.ID, err = oneArgKeepBlock(d); err != nil {
 		return cc, err
 	}
+	where := subBlock(parent, "client", cc.ID)
+	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
+		if err := once(d, seen, where, "certificate", "grant_types", "issuers", "audience", "scopes"); err != nil {
+			return cc, err
+		}
 		switch opt {
 		case "secret":
 			cc.Secret, err = oneArg(d)
@@ -211,7 +341,7 @@ func parseClient(d *caddyfile.Dispenser) (ClientConfig, error) {
 		default:
 			var known bool
 			if known, err = parseKeySource(d, &cc.KeySourceConfig); !known {
-				return cc, d.Errf("client %q: unknown option %q", cc.ID, opt)
+				return cc, d.Errf("%s: unknown option %q", where, opt)
 			}
 		}
 		if err != nil {
@@ -219,6 +349,14 @@ func parseClient(d *caddyfile.Dispenser) (ClientConfig, error) {
 		}
 	}
 	return cc, nil
+}
+
+// subBlock is the path of a named block inside parent.
+func subBlock(parent, kind, name string) string {
+	if parent == "" {
+		return fmt.Sprintf("%s %q", kind, name)
+	}
+	return fmt.Sprintf("%s: %s %q", parent, kind, name)
 }
 
 // parseKeySource parses the key source options shared by trusted_issuer
@@ -300,3 +438,6 @@ func positiveInt(d *caddyfile.Dispenser) (int, error) {
 	}
 	return n, nil
 }
+
+// Interface guards
+var _ caddyfile.Unmarshaler = (*Handler)(nil)

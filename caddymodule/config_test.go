@@ -48,6 +48,14 @@ func TestConfigErrorsFailAtAdapt(t *testing.T) {
 		{"duplicate tenant", url + "tenant t {\n}\ntenant t {\n}", "duplicate"},
 		{"duplicate issuer value within a tenant", url + "tenant t {\n" + issuer("a", "x", "") + issuer("b", "x", "") + "}", `tenant "t"`},
 		{"unknown store", url + "store etcd\n", "etcd"},
+		{"repeated issuer_url", url + url, "jwt_grant: issuer_url is already set"},
+		{"repeated token_format", url + "token_format jwt\ntoken_format opaque\n", "jwt_grant: token_format is already set"},
+		{"repeated store", url + "store memory\nstore memory\n", "jwt_grant: store is already set"},
+		{"repeated issuer in a trusted_issuer", url + issuer("a", "x", "issuer y"), `trusted_issuer "a": issuer is already set`},
+		{"repeated client_auth in a trusted_issuer", url + issuer("a", "x", "client_auth optional\nclient_auth required"), `trusted_issuer "a": client_auth is already set`},
+		{"repeated jwks_url in a trusted_issuer", url + "trusted_issuer a {\n issuer x\n jwks_url https://idp/a\n jwks_url https://idp/b\n}", `trusted_issuer "a": jwks_url is already set`},
+		{"repeated secret in a client", url + "client c {\n secret " + f.hash + "\n secret " + f.hash + "\n}", `client "c": secret is already set`},
+		{"repeated refresh_token_ttl in a client in a tenant", url + "tenant t {\nclient c {\n secret " + f.hash + "\n refresh_token_ttl off\n refresh_token_ttl 1h\n}\n}", `tenant "t": client "c": refresh_token_ttl is already set`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -62,15 +70,47 @@ func TestConfigErrorsFailAtAdapt(t *testing.T) {
 	}
 }
 
+// A configuration error names its path of blocks once and carries exactly
+// one Caddyfile line: that of the offending block or value.
 func TestConfigErrorNamesTheCaddyfileLine(t *testing.T) {
 	f := newFixture(t)
-	body := "issuer_url https://as.example\ntrusted_issuer a {\n issuer x\n certificate " + f.certPath + "\n}\ntrusted_issuer a {\n issuer y\n certificate " + f.certPath + "\n}"
-	_, err := adaptGrant(body)
-	// The second block is the body's line 6, after the global options, the
-	// site line and the jwt_grant line.
-	want := fmt.Sprintf("line %d", strings.Count(globalOptions, "\n")+2+6)
-	if err == nil || !strings.Contains(err.Error(), want) {
-		t.Fatalf("error %v does not name %s", err, want)
+	issuer := func(name, iss string) string {
+		return "trusted_issuer " + name + " {\n issuer " + iss + "\n certificate " + f.certPath + "\n}\n"
+	}
+	const url = "issuer_url https://as.example\n"
+	cases := []struct {
+		name, body string
+		line       int // within body, counted from 1
+		path       string
+	}{
+		{"duplicate trusted_issuer at the top level", url + issuer("a", "x") + issuer("a", "y"), 6, `trusted_issuer "a": `},
+		{"duplicate issuer value in a tenant", url + "tenant t {\n" + issuer("a", "x") + issuer("b", "x") + "}", 7, `tenant "t": trusted_issuer "b": `},
+		{"client error in a tenant", url + "tenant t {\nclient c {\n secret plain\n}\n}", 3, `tenant "t": client "c": `},
+		{"top-level error", url + "token_format jwt", 0, "token_format jwt requires signing_key"},
+		{"repeated option", url + "trusted_issuer a {\n issuer x\n certificate " + f.certPath + "\n issuer y\n}", 5, `trusted_issuer "a": issuer is already set`},
+	}
+	// Lines before the body: the global options, the site line and the
+	// jwt_grant line.
+	offset := strings.Count(globalOptions, "\n") + 2
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := adaptGrant(tc.body)
+			if err == nil {
+				t.Fatal("adapted without error")
+			}
+			msg := err.Error()
+			// Line 0 is the jwt_grant directive's own line.
+			want := fmt.Sprintf("Caddyfile:%d", offset+tc.line)
+			if !strings.Contains(msg, want) {
+				t.Errorf("error %q does not name %s", msg, want)
+			}
+			if n := strings.Count(msg, "Caddyfile:") + strings.Count(msg, "line "); n != 1 {
+				t.Errorf("error %q carries %d Caddyfile lines, want 1", msg, n)
+			}
+			if strings.Count(msg, tc.path) != 1 {
+				t.Errorf("error %q does not name %q exactly once", msg, tc.path)
+			}
+		})
 	}
 }
 

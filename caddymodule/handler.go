@@ -29,14 +29,22 @@ func init() {
 type Handler struct {
 	// IssuerURL is this server's issuer identifier (RFC 8414). Required.
 	IssuerURL string `json:"issuer_url"`
-	// TokenPath is the token endpoint's path. Default /oauth2/token.
+	// TokenPath is the token endpoint's path (RFC 6749 §3.2). It cannot be
+	// off. Default /oauth2/token.
 	TokenPath string `json:"token_path,omitempty"`
-	// IntrospectionPath, RevocationPath, MetadataPath and JWKSPath are the
-	// other endpoints' paths; "off" disables one.
+	// IntrospectionPath is the introspection endpoint's path (RFC 7662);
+	// "off" disables it. Default /oauth2/introspect.
 	IntrospectionPath string `json:"introspection_path,omitempty"`
-	RevocationPath    string `json:"revocation_path,omitempty"`
-	MetadataPath      string `json:"metadata_path,omitempty"`
-	JWKSPath          string `json:"jwks_path,omitempty"`
+	// RevocationPath is the revocation endpoint's path (RFC 7009); "off"
+	// disables it. Default /oauth2/revoke.
+	RevocationPath string `json:"revocation_path,omitempty"`
+	// MetadataPath is the authorization server metadata path (RFC 8414);
+	// "off" disables it. Default /.well-known/oauth-authorization-server.
+	MetadataPath string `json:"metadata_path,omitempty"`
+	// JWKSPath publishes the public key of jwt access tokens; "off"
+	// disables it, and opaque tokens have no keys to publish. Default
+	// /oauth2/jwks.
+	JWKSPath string `json:"jwks_path,omitempty"`
 
 	// StoreRaw is the token store. Default: the process's memory store.
 	StoreRaw json.RawMessage `json:"store,omitempty" caddy:"namespace=jwt_grant.stores inline_key=backend"`
@@ -50,7 +58,8 @@ type Handler struct {
 	ClockSkew *caddy.Duration `json:"clock_skew,omitempty"`
 	// MaxAssertionLifetime bounds exp - (iat or now). Default 24h.
 	MaxAssertionLifetime caddy.Duration `json:"max_assertion_lifetime,omitempty"`
-	// RequireJTI rejects assertions without jti.
+	// RequireJTI rejects assertions without jti; a present jti is
+	// replay-checked either way. Default false.
 	RequireJTI bool `json:"require_jti,omitempty"`
 
 	// SecretConcurrency bounds the uncached client secret hash comparisons
@@ -79,13 +88,15 @@ type Handler struct {
 	// Realm is the realm of WWW-Authenticate challenges. Default jwt_grant.
 	Realm string `json:"realm,omitempty"`
 
+	line    int // Caddyfile line of the directive, for error messages
 	server  *grant.Server
 	store   StoreModule
 	closers []func()
 	logger  *zap.Logger
 	paths   map[string]http.HandlerFunc
-	// now is the package clock as it was at Provision, so that a test
-	// swapping it later cannot race a running handler.
+	// now is the clock: the package clock as it was at Provision, so that
+	// a test swapping it later cannot race a running handler, unless a
+	// test provisioning the handler by hand set its own.
 	now func() time.Time
 }
 
@@ -97,22 +108,28 @@ var now = time.Now
 
 // IssuerConfig is a trusted token issuer.
 type IssuerConfig struct {
-	// Name names the block in logs, metrics and a client's issuers.
+	// Name names the block in logs, metrics and a client's issuers; unique
+	// within a tenant.
 	Name string `json:"name"`
 	// Issuer is the iss value of its assertions; unique within a tenant.
 	Issuer string `json:"issuer"`
 	KeySourceConfig
 	// Aliases are extra aud values accepted for this issuer.
 	Aliases []string `json:"aliases,omitempty"`
-	// Algorithms allowed; default every asymmetric JWS algorithm.
+	// Algorithms are the JWS algorithms its assertions may use. Default
+	// every asymmetric algorithm: RS256 RS384 RS512 PS256 PS384 PS512
+	// ES256 ES384 ES512 EdDSA.
 	Algorithms []string `json:"algorithms,omitempty"`
-	// Subjects allowed; default any.
+	// Subjects are the sub values its assertions may carry. Default any.
 	Subjects []string `json:"subjects,omitempty"`
 	// Scopes obtainable through this issuer; default any the client may have.
 	Scopes []string `json:"scopes,omitempty"`
-	// Claims copied from the assertion into the token record.
+	// Claims are the assertion claims copied into the token record, and
+	// so into the {http.auth.user.claim.*} placeholders.
 	Claims []string `json:"claims,omitempty"`
-	// ClientAuth is "required" (default) or "optional".
+	// ClientAuth is "required" (default) or "optional": optional also
+	// accepts its assertions from a request with no client
+	// authentication, and then issues no refresh token.
 	ClientAuth string `json:"client_auth,omitempty"`
 
 	line int // Caddyfile line of the block, for error messages
@@ -121,36 +138,43 @@ type IssuerConfig struct {
 // KeySourceConfig is where a trusted issuer's or a private_key_jwt
 // client's public keys come from: a JWKS URL or certificate files.
 type KeySourceConfig struct {
+	// JWKSURL is the JWKS (RFC 7517) to fetch the keys from; exclusive
+	// with Certificates.
 	JWKSURL string `json:"jwks_url,omitempty"`
 	// JWKSTimeout bounds one JWKS fetch. Default 1s.
 	JWKSTimeout caddy.Duration `json:"jwks_timeout,omitempty"`
 	// JWKSMinRefresh is the least time between two fetches caused by an
 	// unknown kid. Default 10s.
 	JWKSMinRefresh caddy.Duration `json:"jwks_min_refresh,omitempty"`
-	// Certificates are PEM or DER certificate or public key files.
+	// Certificates are PEM or DER certificate or public key (SPKI) files;
+	// more than one lets an issuer rotate its key. Exclusive with JWKSURL.
 	Certificates []string `json:"certificates,omitempty"`
 }
 
 // ClientConfig is an OAuth client.
 type ClientConfig struct {
+	// ID is the client_id; unique within a tenant.
 	ID string `json:"client_id"`
 	// Secret is a bcrypt or argon2id hash from `caddy hash-password`.
 	Secret string `json:"secret,omitempty"`
 	// KeySourceConfig, instead of Secret, authenticates the client by
 	// private_key_jwt.
 	KeySourceConfig
-	// GrantTypes: jwt-bearer, refresh_token. Default both.
+	// GrantTypes are the grants it may use: jwt-bearer, refresh_token.
+	// Default both.
 	GrantTypes []string `json:"grant_types,omitempty"`
 	// Issuers are the names of the trusted issuers whose assertions it may
 	// exchange. Default every trusted issuer of its tenant.
 	Issuers []string `json:"issuers,omitempty"`
-	// Audience of its tokens; default its client id.
+	// Audience is the aud of its tokens. Default its client id.
 	Audience []string `json:"audience,omitempty"`
-	// Scopes it may obtain; default unrestricted.
+	// Scopes are the scopes it may obtain. Default unrestricted.
 	Scopes []string `json:"scopes,omitempty"`
-	// AccessTokenTTL and RefreshTokenTTL override the handler's; a
-	// RefreshTokenTTL of 0 means no refresh tokens for this client.
-	AccessTokenTTL  caddy.Duration  `json:"access_token_ttl,omitempty"`
+	// AccessTokenTTL overrides the handler's access token lifetime for
+	// this client.
+	AccessTokenTTL caddy.Duration `json:"access_token_ttl,omitempty"`
+	// RefreshTokenTTL overrides the handler's refresh token lifetime for
+	// this client; 0 means no refresh tokens for it.
 	RefreshTokenTTL *caddy.Duration `json:"refresh_token_ttl,omitempty"`
 
 	line int // Caddyfile line of the block, for error messages
@@ -158,9 +182,14 @@ type ClientConfig struct {
 
 // TenantConfig is a tenant: its own trusted issuers and clients.
 type TenantConfig struct {
-	Domain  string         `json:"domain"`
+	// Domain is the tenantDomain query parameter that selects it.
+	Domain string `json:"domain"`
+	// Issuers are the tenant's trusted token issuers.
 	Issuers []IssuerConfig `json:"trusted_issuers,omitempty"`
+	// Clients are the tenant's clients.
 	Clients []ClientConfig `json:"clients,omitempty"`
+
+	line int // Caddyfile line of the block, for error messages
 }
 
 // CaddyModule returns the Caddy module information.
@@ -191,12 +220,13 @@ func path(v, def string) string {
 	return v
 }
 
-// Provision fills defaults, loads keys and opens the store.
+// Provision fills defaults, loads keys and opens the store; Validate,
+// which Caddy calls next, rejects what the configuration shows to be
+// wrong.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
-	h.now = now
-	if err := h.validate(); err != nil {
-		return err
+	if h.now == nil {
+		h.now = now
 	}
 	store, err := loadStore(ctx, h, &h.StoreRaw)
 	if err != nil {

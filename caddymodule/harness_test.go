@@ -189,24 +189,36 @@ type fixture struct {
 	hash     string
 }
 
+// Test keys and the fixture's hash are made once per package: an RSA key
+// costs tens of milliseconds, and the hash is at bcrypt.MinCost so that no
+// test depends on the machine's speed (the secret cache is tested apart).
 var (
-	fixtureKeyOnce sync.Once
-	fixtureKey     *rsa.PrivateKey
-	fixtureHash    string
+	fixtureKey = sync.OnceValue(func() *rsa.PrivateKey { return mustRSAKey() })
+	// strangerKey is an RSA key no configured issuer or client has.
+	strangerKey = sync.OnceValue(func() *rsa.PrivateKey { return mustRSAKey() })
+	fixtureHash = sync.OnceValue(func() string {
+		h, err := bcrypt.GenerateFromPassword([]byte(fixtureSecret), bcrypt.MinCost)
+		if err != nil {
+			panic(err)
+		}
+		return string(h)
+	})
 )
+
+func mustRSAKey() *rsa.PrivateKey {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		panic(err)
+	}
+	return k
+}
 
 const fixtureSecret = "s3cret/with+special chars"
 
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
-	fixtureKeyOnce.Do(func() {
-		fixtureKey, _ = rsa.GenerateKey(rand.Reader, 2048)
-		// MinCost keeps the suite fast; the cache is tested separately.
-		h, _ := bcrypt.GenerateFromPassword([]byte(fixtureSecret), bcrypt.MinCost)
-		fixtureHash = string(h)
-	})
-	f := &fixture{dir: t.TempDir(), key: fixtureKey, secret: fixtureSecret, hash: fixtureHash}
-	f.certPath = writeCert(t, f.dir, "issuer.pem", fixtureKey)
+	f := &fixture{dir: t.TempDir(), key: fixtureKey(), secret: fixtureSecret, hash: fixtureHash()}
+	f.certPath = writeCert(t, f.dir, "issuer.pem", f.key)
 	return f
 }
 

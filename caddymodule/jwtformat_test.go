@@ -5,7 +5,6 @@ package caddymodule
 // that are still stored so that revocation and jwt_grant_auth work.
 
 import (
-	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
@@ -15,6 +14,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/go-jose/go-jose/v4"
@@ -207,7 +207,7 @@ func TestJWTAccessTokenIsStoredAndRevocable(t *testing.T) {
 
 func TestJWTAccessTokensOfTwoGatewaysWithOneKeyAreInterchangeable(t *testing.T) {
 	f := newFixture(t)
-	keyPath := writeKeyPEM(t, t.TempDir(), "signing.key", newEdKey(t))
+	keyPath := writeKeyPEM(t, t.TempDir(), "signing.key", edKey())
 	// The second gateway names the key through a placeholder.
 	t.Setenv("JWTGRANT_TEST_SIGNING_KEY", keyPath)
 	p1, p2 := freePort(t), freePort(t)
@@ -312,12 +312,11 @@ func TestSigningKeyErrorsNameSigningKeyNeverTheKey(t *testing.T) {
 	}
 }
 
-// newEdKey is an Ed25519 key.
-func newEdKey(t testing.TB) crypto.Signer {
-	t.Helper()
+// edKey is an Ed25519 key, made once per package.
+var edKey = sync.OnceValue(func() ed25519.PrivateKey {
 	_, k, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
-		t.Fatal(err)
+		panic(err)
 	}
 	return k
-}
+})

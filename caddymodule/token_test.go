@@ -1,8 +1,6 @@
 package caddymodule
 
 import (
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -135,7 +133,7 @@ func TestTokenEndpointClientSecretPost(t *testing.T) {
 
 func TestTokenEndpointErrorTable(t *testing.T) {
 	g := startGateway(t, "", "")
-	other, _ := rsa.GenerateKey(rand.Reader, 2048)
+	other := strangerKey()
 	badSig, _ := keys.Sign(other, "RS256", "", "JWT", map[string]any{
 		"iss": testIdP, "sub": "alice", "aud": g.tokenURL, "exp": time.Now().Add(time.Minute).Unix()})
 	type req struct {
@@ -329,7 +327,7 @@ func TestReplayRaceHasOneWinner(t *testing.T) {
 
 func TestRejectedAssertionDoesNotBurnItsJTI(t *testing.T) {
 	g := startGateway(t, "", "")
-	other, _ := rsa.GenerateKey(rand.Reader, 2048)
+	other := strangerKey()
 	claims := map[string]any{"iss": testIdP, "sub": "alice", "aud": g.tokenURL, "jti": "precious",
 		"exp": time.Now().Add(time.Minute).Unix()}
 	forged, _ := keys.Sign(other, "RS256", "", "JWT", claims)

@@ -1,136 +1,181 @@
 package caddymodule
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/url"
 	"strings"
 
+	"github.com/caddyserver/caddy/v2"
+
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant"
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/keys"
 )
 
-// validate rejects everything the configuration itself shows to be wrong.
+// configError is a configuration error at one place: the path of blocks
+// that holds the offending value, said once, and the Caddyfile line of that
+// block when the adapter knows it. Keeping the line apart from the message
+// lets the adapter print exactly one line, however deep the block.
+type configError struct {
+	path string // `tenant "t": trusted_issuer "a"`; empty at the top level
+	line int    // 0 when unknown (a JSON config)
+	err  error
+}
+
+func (e *configError) Error() string {
+	if e.path == "" {
+		return e.err.Error()
+	}
+	return e.path + ": " + e.err.Error()
+}
+
+func (e *configError) Unwrap() error { return e.err }
+
+// block is where a check runs: the path of blocks that leads to it and the
+// Caddyfile line of the innermost one.
+type block struct {
+	path string
+	line int
+}
+
+// in descends into a named sub-block.
+func (b block) in(kind, name string, line int) block {
+	return block{path: subBlock(b.path, kind, name), line: cmp.Or(line, b.line)}
+}
+
+func (b block) errorf(format string, args ...any) error {
+	return &configError{path: b.path, line: b.line, err: fmt.Errorf(format, args...)}
+}
+
+func (b block) wrap(err error) error {
+	return &configError{path: b.path, line: b.line, err: err}
+}
+
+// Validate rejects everything the configuration itself shows to be wrong.
 // The Caddyfile adapter runs it too, so that `caddy adapt` fails before
-// anything is served; what needs files is checked by Provision.
-func (h *Handler) validate() error {
+// anything is served; what needs files fails in Provision.
+func (h *Handler) Validate() error {
+	top := block{line: h.line}
 	if strings.TrimSpace(h.IssuerURL) == "" {
-		return errors.New("issuer_url is required")
+		return top.errorf("issuer_url is required")
 	}
 	if err := checkURL(h.IssuerURL); err != nil {
-		return fmt.Errorf("issuer_url: %w", err)
+		return top.errorf("issuer_url: %w", err)
 	}
 	for _, p := range []struct{ name, v string }{
 		{"token_path", h.TokenPath}, {"introspection_path", h.IntrospectionPath},
 		{"revocation_path", h.RevocationPath}, {"metadata_path", h.MetadataPath}, {"jwks_path", h.JWKSPath},
 	} {
 		if p.v != "" && p.v != "off" && !strings.HasPrefix(p.v, "/") {
-			return fmt.Errorf("%s: %q must start with /", p.name, p.v)
+			return top.errorf("%s: %q must start with /", p.name, p.v)
 		}
 	}
 	if h.TokenPath == "off" {
-		return errors.New("token_path cannot be off")
+		return top.errorf("token_path cannot be off")
 	}
 	switch h.TokenFormat {
 	case "", "opaque":
 	case "jwt":
 		if h.SigningKey == "" {
-			return errors.New("token_format jwt requires signing_key")
+			return top.errorf("token_format jwt requires signing_key")
 		}
 	default:
-		return fmt.Errorf("token_format: unknown format %q (opaque or jwt)", h.TokenFormat)
+		return top.errorf("token_format: unknown format %q (opaque or jwt)", h.TokenFormat)
 	}
 	if h.SecretConcurrency < 0 {
 		return errors.New("secret_concurrency must not be negative")
 	}
 	if h.AccessTokenTTL < 0 || (h.RefreshTokenTTL != nil && *h.RefreshTokenTTL < 0) {
-		return errors.New("token lifetimes must not be negative")
+		return top.errorf("token lifetimes must not be negative")
 	}
-	if err := validateTenant(TenantConfig{Issuers: h.Issuers, Clients: h.Clients}); err != nil {
+	if err := validateTenant(top, TenantConfig{Issuers: h.Issuers, Clients: h.Clients}); err != nil {
 		return err
 	}
 	seen := map[string]bool{}
 	for _, t := range h.Tenants {
 		if t.Domain == "" {
-			return errors.New("tenant: a domain is required")
+			return block{line: cmp.Or(t.line, h.line)}.errorf("tenant: a domain is required")
 		}
+		b := top.in("tenant", t.Domain, t.line)
 		if seen[t.Domain] {
-			return fmt.Errorf("tenant %q: duplicate", t.Domain)
+			return b.errorf("duplicate tenant")
 		}
 		seen[t.Domain] = true
-		if err := validateTenant(t); err != nil {
-			return fmt.Errorf("tenant %q: %w", t.Domain, err)
+		if err := validateTenant(b, t); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-func validateTenant(t TenantConfig) error {
+func validateTenant(tenant block, t TenantConfig) error {
 	names := map[string]bool{}
 	values := map[string]string{}
 	for _, ic := range t.Issuers {
-		where := blockName("trusted_issuer", ic.Name, ic.line)
+		if ic.Name == "" {
+			return block{path: tenant.path, line: cmp.Or(ic.line, tenant.line)}.errorf("trusted_issuer: a name is required")
+		}
+		b := tenant.in("trusted_issuer", ic.Name, ic.line)
 		switch {
-		case ic.Name == "":
-			return errors.New("trusted_issuer: a name is required")
 		case names[ic.Name]:
-			return fmt.Errorf("%s: duplicate trusted_issuer name", where)
+			return b.errorf("duplicate trusted_issuer name")
 		case ic.Issuer == "":
-			return fmt.Errorf("%s: issuer is required", where)
+			return b.errorf("issuer is required")
 		case values[ic.Issuer] != "":
-			return fmt.Errorf("%s: issuer %q is already the issuer of trusted_issuer %q", where, ic.Issuer, values[ic.Issuer])
+			return b.errorf("issuer %q is already the issuer of trusted_issuer %q", ic.Issuer, values[ic.Issuer])
 		}
 		names[ic.Name] = true
 		values[ic.Issuer] = ic.Name
 		if err := validateKeySource(ic.KeySourceConfig, true); err != nil {
-			return fmt.Errorf("%s: %w", where, err)
+			return b.wrap(err)
 		}
 		for _, alg := range ic.Algorithms {
 			if !keys.IsAsymmetric(alg) {
-				return fmt.Errorf("%s: unknown or unsupported algorithm %q", where, alg)
+				return b.errorf("unknown or unsupported algorithm %q", alg)
 			}
 		}
 		if ic.ClientAuth != "" && ic.ClientAuth != "required" && ic.ClientAuth != "optional" {
-			return fmt.Errorf("%s: client_auth must be required or optional, not %q", where, ic.ClientAuth)
+			return b.errorf("client_auth must be required or optional, not %q", ic.ClientAuth)
 		}
 	}
 	clients := map[string]bool{}
 	for _, cc := range t.Clients {
-		where := blockName("client", cc.ID, cc.line)
-		switch {
-		case cc.ID == "":
-			return errors.New("client: a client id is required")
-		case clients[cc.ID]:
-			return fmt.Errorf("%s: duplicate client", where)
+		if cc.ID == "" {
+			return block{path: tenant.path, line: cmp.Or(cc.line, tenant.line)}.errorf("client: a client id is required")
+		}
+		b := tenant.in("client", cc.ID, cc.line)
+		if clients[cc.ID] {
+			return b.errorf("duplicate client")
 		}
 		clients[cc.ID] = true
 		hasKeys := cc.JWKSURL != "" || len(cc.Certificates) > 0
 		switch {
 		case cc.Secret == "" && !hasKeys:
-			return fmt.Errorf("%s: a secret, certificate or jwks_url is required", where)
+			return b.errorf("a secret, certificate or jwks_url is required")
 		case cc.Secret != "" && hasKeys:
-			return fmt.Errorf("%s: secret and a key source are mutually exclusive", where)
+			return b.errorf("secret and a key source are mutually exclusive")
 		case cc.Secret != "" && !strings.Contains(cc.Secret, "{"):
 			if _, err := secretHash(cc.Secret); err != nil {
-				return fmt.Errorf("%s: secret must be a bcrypt or argon2id hash from `caddy hash-password`: %w", where, err)
+				return b.errorf("secret must be a bcrypt or argon2id hash from `caddy hash-password`: %w", err)
 			}
 		case hasKeys:
 			if err := validateKeySource(cc.KeySourceConfig, false); err != nil {
-				return fmt.Errorf("%s: %w", where, err)
+				return b.wrap(err)
 			}
 		}
 		for _, g := range cc.GrantTypes {
 			if g != grant.GrantJWTBearer && g != grant.GrantRefreshToken {
-				return fmt.Errorf("%s: unknown grant type %q (jwt-bearer or refresh_token)", where, g)
+				return b.errorf("unknown grant type %q (jwt-bearer or refresh_token)", g)
 			}
 		}
 		for _, name := range cc.Issuers {
 			if !names[name] {
-				return fmt.Errorf("%s: issuers: no trusted_issuer named %q", where, name)
+				return b.errorf("issuers: no trusted_issuer named %q", name)
 			}
 		}
 		if cc.AccessTokenTTL < 0 || (cc.RefreshTokenTTL != nil && *cc.RefreshTokenTTL < 0) {
-			return fmt.Errorf("%s: token lifetimes must not be negative", where)
+			return b.errorf("token lifetimes must not be negative")
 		}
 	}
 	return nil
@@ -165,9 +210,5 @@ func checkURL(raw string) error {
 	return nil
 }
 
-func blockName(kind, name string, line int) string {
-	if line > 0 {
-		return fmt.Sprintf("%s %q (Caddyfile line %d)", kind, name, line)
-	}
-	return fmt.Sprintf("%s %q", kind, name)
-}
+// Interface guards
+var _ caddy.Validator = (*Handler)(nil)
