@@ -3,6 +3,7 @@ package grant
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 )
 
@@ -125,24 +126,15 @@ func clientReplay() *Error {
 	return invalidClient("client_replay", "client assertion has already been used")
 }
 
-// replayError answers a store's ErrReplay for an issuance that claimed
-// clientMarks together with the grant's marks. The store does not say
-// which mark existed; a replayed client assertion is the client's
-// failure (invalid_client) and comes first, as client authentication
-// does. Claiming the client marks alone tells: if they are new, it was
-// the grant assertion, and the client's jti is spent on a request that
-// replayed a grant assertion, which an honest client does not send.
-func (s *Server) replayError(ctx context.Context, clientMarks []Mark) *Error {
-	grantReplay := invalidGrant("replay", "assertion has already been used")
-	if len(clientMarks) == 0 {
-		return grantReplay
-	}
-	err := s.cfg.Store.ClaimMarks(ctx, clientMarks)
-	switch {
-	case errors.Is(err, ErrReplay):
+// replayError answers a store's replay for an issuance that claimed
+// clientMarks together with the grant's marks. A replayed client assertion
+// is the client's failure (invalid_client) and comes first, as client
+// authentication does: the issuance lists the client marks first, so the
+// mark the store names is a client mark whenever one was held.
+func replayError(err error, clientMarks []Mark) *Error {
+	var re *ReplayError
+	if errors.As(err, &re) && slices.ContainsFunc(clientMarks, func(m Mark) bool { return m.Key == re.Key }) {
 		return clientReplay()
-	case err != nil:
-		return s.storeError("claim_marks", err)
 	}
-	return grantReplay
+	return invalidGrant("replay", "assertion has already been used")
 }

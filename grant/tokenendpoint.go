@@ -348,14 +348,15 @@ func (s *Server) issue(ctx context.Context, client *Client, g *grantee, scope []
 		}
 		err = s.cfg.Store.Rotate(ctx, g.rotate, is)
 	} else {
-		is.Marks = append(slices.Clip(marks), g.clientMarks...)
+		// Client marks first: a store names the first held mark.
+		is.Marks = append(slices.Clip(g.clientMarks), marks...)
 		err = s.cfg.Store.Issue(ctx, is)
 	}
 	switch {
 	case err == nil:
 		return resp, nil
 	case errors.Is(err, ErrReplay):
-		return nil, s.replayError(ctx, g.clientMarks)
+		return nil, replayError(err, g.clientMarks)
 	case errors.Is(err, ErrRefreshReuse):
 		return nil, invalidGrant("refresh_reuse", "refresh token has already been used; its grant is revoked")
 	case errors.Is(err, ErrNotFound):

@@ -49,7 +49,7 @@ func (s *Store) clusterClaim(ctx context.Context, marks []grant.Mark, owner stri
 		if err != nil && !errors.Is(err, redis.Nil) {
 			return unavailable(err)
 		}
-		return grant.ErrReplay
+		return &grant.ReplayError{Key: m.Key}
 	}
 	return nil
 }

@@ -267,14 +267,11 @@ func (s *Store) Issue(ctx context.Context, is *grant.Issuance) error {
 		keys = append(keys, s.markKey(m.Key))
 		args = append(args, m.Until.UnixMilli())
 	}
-	code, err := issueScript.Run(ctx, s.c, keys, args...).Int64()
+	res, err := issueScript.Run(ctx, s.c, keys, args...).Result()
 	if err != nil {
 		return unavailable(err)
 	}
-	if code == codeReplay {
-		return grant.ErrReplay
-	}
-	return nil
+	return s.claimResult(res, is.Marks)
 }
 
 // ClaimMarks implements grant.Store: replay marks claimed on their own, in
@@ -298,14 +295,29 @@ func (s *Store) ClaimMarks(ctx context.Context, marks []grant.Mark) error {
 		keys[i] = s.markKey(m.Key)
 		args = append(args, m.Until.UnixMilli())
 	}
-	code, err := claimMarksScript.Run(ctx, s.c, keys, args...).Int64()
+	res, err := claimMarksScript.Run(ctx, s.c, keys, args...).Result()
 	if err != nil {
 		return unavailable(err)
 	}
-	if code == codeReplay {
-		return grant.ErrReplay
+	return s.claimResult(res, marks)
+}
+
+// claimResult turns the reply of a script that claims marks into nil or
+// the ReplayError of the mark whose key it returned.
+func (s *Store) claimResult(res any, marks []grant.Mark) error {
+	switch v := res.(type) {
+	case int64:
+		if v == codeOK {
+			return nil
+		}
+	case string:
+		for _, m := range marks {
+			if s.markKey(m.Key) == v {
+				return &grant.ReplayError{Key: m.Key}
+			}
+		}
 	}
-	return nil
+	return fmt.Errorf("%w: unexpected script result %v", grant.ErrUnavailable, res)
 }
 
 // Rotate implements grant.Store. The next tokens join the chain of the

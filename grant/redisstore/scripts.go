@@ -2,10 +2,9 @@ package redisstore
 
 import "github.com/redis/go-redis/v9"
 
-// Script results.
+// Script results. A replay is answered with the held mark's key instead.
 const (
 	codeOK       = 0
-	codeReplay   = 1
 	codeNotFound = 2
 	codeReuse    = 3
 )
@@ -40,14 +39,15 @@ end
 //	ARGV: at JSON, at exp, rt JSON, rt exp, chain exp, access hash (the
 //	      marks' value), then each mark's expiry in Unix milliseconds
 //
-// Returns codeReplay, or codeOK when written or when every held mark is
-// held by this very grant (a retry: the first attempt wrote everything).
+// Returns the key of a mark held by another grant (a replay), or codeOK
+// when written or when every held mark is held by this very grant (a
+// retry: the first attempt wrote everything).
 var issueScript = redis.NewScript(luaHelpers + `
 local held = false
 for i = 4, #KEYS do
   local owner = redis.call('GET', KEYS[i])
   if owner then
-    if owner ~= ARGV[6] then return 1 end
+    if owner ~= ARGV[6] then return KEYS[i] end
     held = true
   end
 end
@@ -148,14 +148,15 @@ return {0, chain}
 //	ARGV: claimant (the marks' value), then each mark's expiry in Unix
 //	      milliseconds
 //
-// Returns codeReplay, or codeOK when claimed or when every held mark is
-// held by this very claimant (a retry after a lost reply).
+// Returns the key of a mark held by another (a replay), or codeOK when
+// claimed or when every held mark is held by this very claimant (a retry
+// after a lost reply).
 var claimMarksScript = redis.NewScript(`
 local held = false
 for i = 1, #KEYS do
   local owner = redis.call('GET', KEYS[i])
   if owner then
-    if owner ~= ARGV[1] then return 1 end
+    if owner ~= ARGV[1] then return KEYS[i] end
     held = true
   end
 end

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -33,6 +34,7 @@ func Run(t *testing.T, newStore func(t *testing.T) grant.Store) {
 		{"records round-trip every field", recordsRoundTrip},
 		{"stored records are not aliased by the caller", recordsNotAliased},
 		{"Issue with an existing replay mark returns ErrReplay and writes nothing", issueReplayWritesNothing},
+		{"a replay names the first held mark, in the order given", replayNamesFirstHeldMark},
 		{"a retried Issue of the same issuance is not a replay", issueRetryIsIdempotent},
 		{"Issue rejects an issuance it cannot store", issueRejectsMalformed},
 		{"Rotate of a live token marks it rotated and writes the next tokens", rotateLive},
@@ -274,9 +276,11 @@ func issueReplayWritesNothing(t *testing.T, s grant.Store) {
 
 	fresh := mark(time.Minute)
 	replay := newIssuance(randomID(), time.Hour, fresh, seen)
-	if err := s.Issue(t.Context(), replay); !errors.Is(err, grant.ErrReplay) {
+	err := s.Issue(t.Context(), replay)
+	if !errors.Is(err, grant.ErrReplay) {
 		t.Fatalf("Issue with a seen mark: %v; want ErrReplay", err)
 	}
+	wantReplayOf(t, err, seen)
 	wantAccess(t, s, replay.AccessHash, nil)
 	wantRefresh(t, s, replay.RefreshHash, nil)
 	// The mark listed before the seen one was not claimed either.
@@ -305,6 +309,38 @@ func recordsExpire(t *testing.T, s grant.Store) (time.Time, func(*testing.T)) {
 	return time.Unix(max(is.Access.Exp, is.Refresh.Exp), 0), func(t *testing.T) {
 		wantAccess(t, s, is.AccessHash, nil)
 		wantRefresh(t, s, is.RefreshHash, nil)
+	}
+}
+
+// wantReplayOf fails unless err is a *grant.ReplayError naming m.
+func wantReplayOf(t *testing.T, err error, m grant.Mark) {
+	t.Helper()
+	var re *grant.ReplayError
+	if !errors.As(err, &re) {
+		t.Fatalf("replay error %v (%T) is not a *grant.ReplayError", err, err)
+	}
+	if re.Key != m.Key {
+		t.Fatalf("ReplayError names mark %.8s…; want %.8s…", re.Key, m.Key)
+	}
+}
+
+func replayNamesFirstHeldMark(t *testing.T, s grant.Store) {
+	a, b := mark(time.Minute), mark(time.Minute)
+	mustIssue(t, s, newIssuance("", time.Hour, a, b))
+	for _, tc := range []struct {
+		name  string
+		marks []grant.Mark
+		want  grant.Mark
+	}{
+		{"Issue, held mark last", []grant.Mark{mark(time.Minute), b}, b},
+		{"Issue, two held marks", []grant.Mark{b, a}, b},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			wantReplayOf(t, s.Issue(t.Context(), newIssuance("", time.Hour, tc.marks...)), tc.want)
+		})
+		t.Run("ClaimMarks"+strings.TrimPrefix(tc.name, "Issue"), func(t *testing.T) {
+			wantReplayOf(t, s.ClaimMarks(t.Context(), tc.marks), tc.want)
+		})
 	}
 }
 
@@ -576,9 +612,11 @@ func claimMarksAllOrNone(t *testing.T, s grant.Store) {
 	if err := s.ClaimMarks(ctx, []grant.Mark{a}); err != nil {
 		t.Fatalf("first claim: %v", err)
 	}
-	if err := s.ClaimMarks(ctx, []grant.Mark{b, a}); !errors.Is(err, grant.ErrReplay) {
+	err := s.ClaimMarks(ctx, []grant.Mark{b, a})
+	if !errors.Is(err, grant.ErrReplay) {
 		t.Fatalf("claim with a held mark: %v, want ErrReplay", err)
 	}
+	wantReplayOf(t, err, a)
 	// b must not have been taken by the refused claim.
 	if err := s.ClaimMarks(ctx, []grant.Mark{b, c}); err != nil {
 		t.Fatalf("a refused claim took a mark: %v", err)
