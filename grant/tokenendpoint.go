@@ -309,11 +309,12 @@ func (s *Server) issue(ctx context.Context, client *Client, g *grantee, scope []
 		claims = map[string]json.RawMessage{}
 	}
 	iat := now.Unix()
-	at := &AccessRecord{
+	base := TokenRecord{
 		V: RecordVersion, Sub: g.sub, ClientID: g.clientID, Scope: joinScope(scope), Aud: aud,
 		Iss: s.cfg.IssuerURL, AssertionIss: g.assertionIss, Iat: iat, Exp: iat + int64(accessTTL/time.Second),
 		Tenant: g.tenant, Claims: claims,
 	}
+	at := &AccessRecord{TokenRecord: base}
 	access, err := s.minter.Mint(at)
 	if err != nil {
 		s.log.Error("minting an access token failed", zap.Error(err))
@@ -332,11 +333,9 @@ func (s *Server) issue(ctx context.Context, client *Client, g *grantee, scope []
 		at.Chain = chain
 		resp.RefreshToken = randomToken()
 		is.RefreshHash = HashToken(resp.RefreshToken)
-		is.Refresh = &RefreshRecord{
-			V: RecordVersion, Chain: chain, Sub: g.sub, ClientID: g.clientID, Scope: firstScope, Aud: aud,
-			Iss: s.cfg.IssuerURL, AssertionIss: g.assertionIss, Iat: iat, Exp: iat + int64(refreshTTL/time.Second),
-			Tenant: g.tenant, Claims: claims,
-		}
+		rt := base
+		rt.Scope, rt.Exp = firstScope, iat+int64(refreshTTL/time.Second)
+		is.Refresh = &RefreshRecord{TokenRecord: rt, Chain: chain}
 	}
 	if g.rotate != "" {
 		// Rotate claims no marks; the refresh token is the grant's own

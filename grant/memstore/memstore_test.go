@@ -21,7 +21,7 @@ func accessOnly(marks ...grant.Mark) *grant.Issuance {
 	return &grant.Issuance{
 		Marks:      marks,
 		AccessHash: grant.HashToken(rand.Text()),
-		Access:     &grant.AccessRecord{V: grant.RecordVersion, Sub: "alice", Iat: now.Unix(), Exp: now.Add(time.Hour).Unix()},
+		Access:     &grant.AccessRecord{TokenRecord: grant.TokenRecord{V: grant.RecordVersion, Sub: "alice", Iat: now.Unix(), Exp: now.Add(time.Hour).Unix()}},
 	}
 }
 
@@ -31,7 +31,7 @@ func TestFullStoreRefusesWritesInsteadOfEvicting(t *testing.T) {
 	first := accessOnly()
 	first.Access.Chain = chain
 	first.RefreshHash = grant.HashToken(rand.Text())
-	first.Refresh = &grant.RefreshRecord{V: grant.RecordVersion, Chain: chain, Exp: first.Access.Exp}
+	first.Refresh = &grant.RefreshRecord{TokenRecord: grant.TokenRecord{V: grant.RecordVersion, Exp: first.Access.Exp}, Chain: chain}
 	if err := s.Issue(t.Context(), first); err != nil { // access, refresh, chain
 		t.Fatalf("Issue: %v", err)
 	}

@@ -114,17 +114,36 @@ func issuance(chain string, ttl time.Duration) *grant.Issuance {
 		Marks:      []grant.Mark{{Key: grant.HashToken(rand.Text()), Until: now.Add(ttl / 2)}},
 		AccessHash: grant.HashToken(rand.Text()),
 		Access: &grant.AccessRecord{
-			V: grant.RecordVersion, Sub: "alice", ClientID: "client-1", Scope: "", Aud: []string{"api"},
-			Iss: "https://as.example", AssertionIss: "https://idp.example", Iat: now.Unix(),
-			Exp: now.Add(ttl).Unix(), Tenant: "", Claims: map[string]json.RawMessage{"email": json.RawMessage(`"a@example.com"`)},
+			TokenRecord: grant.TokenRecord{
+				V:            grant.RecordVersion,
+				Sub:          "alice",
+				ClientID:     "client-1",
+				Scope:        "",
+				Aud:          []string{"api"},
+				Iss:          "https://as.example",
+				AssertionIss: "https://idp.example",
+				Iat:          now.Unix(),
+				Exp:          now.Add(ttl).Unix(),
+				Tenant:       "",
+				Claims:       map[string]json.RawMessage{"email": json.RawMessage(`"a@example.com"`)},
+			},
 			Chain: chain,
 		},
 	}
 	if chain != "" {
 		is.RefreshHash = grant.HashToken(rand.Text())
 		is.Refresh = &grant.RefreshRecord{
-			V: grant.RecordVersion, Chain: chain, Sub: "alice", ClientID: "client-1", Scope: "",
-			Aud: []string{}, Iat: now.Unix(), Exp: now.Add(2 * ttl).Unix(), Claims: map[string]json.RawMessage{},
+			TokenRecord: grant.TokenRecord{
+				V:        grant.RecordVersion,
+				Sub:      "alice",
+				ClientID: "client-1",
+				Scope:    "",
+				Aud:      []string{},
+				Iat:      now.Unix(),
+				Exp:      now.Add(2 * ttl).Unix(),
+				Claims:   map[string]json.RawMessage{},
+			},
+			Chain: chain,
 		}
 	}
 	return is

@@ -120,17 +120,39 @@ func newIssuance(chain string, ttl time.Duration, marks ...grant.Mark) *grant.Is
 		Marks:      marks,
 		AccessHash: randomID(),
 		Access: &grant.AccessRecord{
-			V: grant.RecordVersion, Sub: "alice", ClientID: "client-1", Scope: "read write",
-			Aud: []string{"api"}, Iss: "https://as.example", AssertionIss: "https://idp.example",
-			Iat: now.Unix(), Exp: exp, Tenant: "", Claims: map[string]json.RawMessage{}, Chain: chain,
+			TokenRecord: grant.TokenRecord{
+				V:            grant.RecordVersion,
+				Sub:          "alice",
+				ClientID:     "client-1",
+				Scope:        "read write",
+				Aud:          []string{"api"},
+				Iss:          "https://as.example",
+				AssertionIss: "https://idp.example",
+				Iat:          now.Unix(),
+				Exp:          exp,
+				Tenant:       "",
+				Claims:       map[string]json.RawMessage{},
+			},
+			Chain: chain,
 		},
 	}
 	if chain != "" {
 		is.RefreshHash = randomID()
 		is.Refresh = &grant.RefreshRecord{
-			V: grant.RecordVersion, Chain: chain, Sub: "alice", ClientID: "client-1", Scope: "read write",
-			Aud: []string{"api"}, Iss: "https://as.example", AssertionIss: "https://idp.example",
-			Iat: now.Unix(), Exp: exp, Tenant: "", Claims: map[string]json.RawMessage{},
+			TokenRecord: grant.TokenRecord{
+				V:            grant.RecordVersion,
+				Sub:          "alice",
+				ClientID:     "client-1",
+				Scope:        "read write",
+				Aud:          []string{"api"},
+				Iss:          "https://as.example",
+				AssertionIss: "https://idp.example",
+				Iat:          now.Unix(),
+				Exp:          exp,
+				Tenant:       "",
+				Claims:       map[string]json.RawMessage{},
+			},
+			Chain: chain,
 		}
 	}
 	return is
@@ -213,15 +235,38 @@ func recordsRoundTrip(t *testing.T, s grant.Store) {
 	is := &grant.Issuance{
 		AccessHash: randomID(),
 		Access: &grant.AccessRecord{
-			V: grant.RecordVersion, Sub: "sub ü", ClientID: "client-1", Scope: "",
-			Aud: []string{"api-1", "api-2"}, Iss: "https://as.example", AssertionIss: "https://idp.example",
-			Iat: now, Exp: now + 3600, Tenant: "", Claims: claims, JTI: "jti-1", Chain: chain,
+			TokenRecord: grant.TokenRecord{
+				V:            grant.RecordVersion,
+				Sub:          "sub ü",
+				ClientID:     "client-1",
+				Scope:        "",
+				Aud:          []string{"api-1", "api-2"},
+				Iss:          "https://as.example",
+				AssertionIss: "https://idp.example",
+				Iat:          now,
+				Exp:          now + 3600,
+				Tenant:       "",
+				Claims:       claims,
+			},
+			JTI:   "jti-1",
+			Chain: chain,
 		},
 		RefreshHash: randomID(),
 		Refresh: &grant.RefreshRecord{
-			V: grant.RecordVersion, Chain: chain, Sub: "sub ü", ClientID: "client-1", Scope: "read",
-			Aud: []string{"api-1", "api-2"}, Iss: "https://as.example", AssertionIss: "https://idp.example",
-			Iat: now, Exp: now + 7200, Tenant: "", Claims: claims,
+			TokenRecord: grant.TokenRecord{
+				V:            grant.RecordVersion,
+				Sub:          "sub ü",
+				ClientID:     "client-1",
+				Scope:        "read",
+				Aud:          []string{"api-1", "api-2"},
+				Iss:          "https://as.example",
+				AssertionIss: "https://idp.example",
+				Iat:          now,
+				Exp:          now + 7200,
+				Tenant:       "",
+				Claims:       claims,
+			},
+			Chain: chain,
 		},
 	}
 	mustIssue(t, s, is)
