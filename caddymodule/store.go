@@ -1,12 +1,16 @@
 package caddymodule
 
 import (
-	"context"
+	"cmp"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -18,10 +22,12 @@ import (
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/redisstore"
 )
 
+// go-redis has one logger for the whole process (redis.SetLogger; v9.23
+// has no per-client logger), which a plugin has no business replacing:
+// the library's own messages go where the program that embeds it says.
 func init() {
 	caddy.RegisterModule(MemoryStore{})
 	caddy.RegisterModule(RedisStore{})
-	redis.SetLogger(redisLogger{})
 }
 
 // StoreModule is a guest module in the jwt_grant.stores namespace.
@@ -36,24 +42,29 @@ type StoreModule interface {
 // store's tokens survive it.
 var stores = caddy.NewUsagePool()
 
-type sharedStore struct{ grant.Store }
+type sharedStore struct {
+	grant.Store
+	// size is the memory store's bound, which every handler sharing it
+	// must agree on.
+	size int
+}
 
 func (s sharedStore) Destruct() error { return s.Store.Close() }
 
 // openShared takes a reference to the store under key, building it with
 // open if it is not open yet.
-func openShared(key string, open func() (grant.Store, error)) (grant.Store, error) {
+func openShared(key string, open func() (grant.Store, error), size int) (sharedStore, error) {
 	v, _, err := stores.LoadOrNew(key, func() (caddy.Destructor, error) {
 		st, err := open()
 		if err != nil {
 			return nil, err
 		}
-		return sharedStore{st}, nil
+		return sharedStore{Store: st, size: size}, nil
 	})
 	if err != nil {
-		return nil, err
+		return sharedStore{}, err
 	}
-	return v.(sharedStore).Store, nil
+	return v.(sharedStore), nil
 }
 
 // MemoryStore keeps tokens in the Caddy process: one store shared by every
@@ -76,16 +87,32 @@ func (MemoryStore) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision takes a reference to the process's memory store. Every
-// MemoryStore shares the same one; the first to open it sets its size.
+// MemoryStore shares that one store, so that a jwt_grant_auth finds the
+// tokens of any jwt_grant; its size is therefore one for the process, and
+// a handler asking for another size is refused rather than silently given
+// the first one's (a reload that changes max_entries needs a restart, as
+// resizing live would evict tokens or replay marks).
 func (m *MemoryStore) Provision(caddy.Context) error {
+	size := cmp.Or(m.MaxEntries, memstore.DefaultMaxEntries)
 	m.key = "memory"
-	st, err := openShared(m.key, func() (grant.Store, error) {
-		return memstore.New(memstore.Options{MaxEntries: m.MaxEntries}), nil
-	})
+	sh, err := openShared(m.key, func() (grant.Store, error) {
+		return memstore.New(memstore.Options{MaxEntries: size}), nil
+	}, size)
 	if err != nil {
-		return err
+		return fmt.Errorf("store memory: %w", err)
 	}
-	m.store = st
+	m.store = sh.Store
+	if sh.size != size {
+		return fmt.Errorf("store memory: max_entries %d differs from the %d of the process's memory store, which every handler shares; restart Caddy to resize it", size, sh.size)
+	}
+	return nil
+}
+
+// Validate rejects a negative bound.
+func (m *MemoryStore) Validate() error {
+	if m.MaxEntries < 0 {
+		return fmt.Errorf("store memory: negative max_entries %d", m.MaxEntries)
+	}
 	return nil
 }
 
@@ -109,7 +136,11 @@ func (m *MemoryStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
+	seen := map[string]bool{}
 	for d.NextBlock(0) {
+		if err := once(d, seen, "store memory"); err != nil {
+			return err
+		}
 		switch d.Val() {
 		case "max_entries":
 			n, err := intArg(d)
@@ -125,33 +156,51 @@ func (m *MemoryStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 }
 
 // RedisStore keeps tokens in Redis, where other gateways and downstream
-// services can read them (record format in README.md).
+// services can read them (record format in README.md). Its connection
+// settings map onto one redis.UniversalOptions: a sentinel master name
+// makes a sentinel-backed client, several addresses a cluster client,
+// else a single-node client.
 type RedisStore struct {
-	// URL is redis://[user:pass@]host:port/db, or rediss:// for TLS. It
-	// is an alternative to the fields below.
+	// URL is redis://[user:pass@]host[:port][/db], or rediss:// for TLS,
+	// parsed by go-redis. It may hold placeholders such as
+	// {env.REDIS_URL}, resolved at provisioning. The fields below add to
+	// it or override it.
 	URL string `json:"url,omitempty"`
-	// Addresses are host:port; several mean a cluster, or the sentinels
-	// when Sentinel is set.
+	// Addresses are host:port: one for a single node, several for a
+	// cluster (as seeds), or the sentinels when Sentinel is set.
 	Addresses []string `json:"addresses,omitempty"`
-	// Sentinel is the master name of a Sentinel deployment.
+	// Sentinel is the master name of a Sentinel deployment; Username and
+	// Password then authenticate to the master.
 	Sentinel string `json:"sentinel,omitempty"`
+	// Username authenticates with Redis ACLs (Redis 6 and later).
 	Username string `json:"username,omitempty"`
-	// Password may be a placeholder such as {env.REDIS_PASSWORD}.
+	// Password may be a placeholder such as {env.REDIS_PASSWORD}; it is
+	// never logged.
 	Password string `json:"password,omitempty"`
-	DB       int    `json:"db,omitempty"`
-	// TLS connects over TLS; InsecureSkipVerify skips the server
-	// certificate check (tests only).
-	TLS                bool `json:"tls,omitempty"`
+	// DB is the database number; a cluster has only database 0.
+	DB int `json:"db,omitempty"`
+	// TLS connects over TLS (implied by a rediss:// URL).
+	TLS bool `json:"tls,omitempty"`
+	// InsecureSkipVerify accepts any server certificate, for test set-ups
+	// only; it needs TLS.
 	InsecureSkipVerify bool `json:"insecure_skip_verify,omitempty"`
-	// KeyPrefix prefixes every key. Default "jwtgrant:".
-	KeyPrefix    string         `json:"key_prefix,omitempty"`
-	DialTimeout  caddy.Duration `json:"dial_timeout,omitempty"`
-	ReadTimeout  caddy.Duration `json:"read_timeout,omitempty"`
+	// KeyPrefix starts every key, so that one Redis can serve several
+	// deployments. Default "jwtgrant:".
+	KeyPrefix string `json:"key_prefix,omitempty"`
+	// DialTimeout bounds connecting. Default go-redis's 5s.
+	DialTimeout caddy.Duration `json:"dial_timeout,omitempty"`
+	// ReadTimeout bounds waiting for a reply. Default go-redis's 3s.
+	ReadTimeout caddy.Duration `json:"read_timeout,omitempty"`
+	// WriteTimeout bounds sending a command. Default: ReadTimeout.
 	WriteTimeout caddy.Duration `json:"write_timeout,omitempty"`
-	PoolSize     int            `json:"pool_size,omitempty"`
+	// PoolSize is the number of connections per node. Default ten per
+	// CPU.
+	PoolSize int `json:"pool_size,omitempty"`
 
 	store grant.Store
 	key   string
+	// name is the addresses, for errors and logs.
+	name string
 }
 
 // CaddyModule returns the Caddy module information.
@@ -162,72 +211,128 @@ func (RedisStore) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// options resolves placeholders and builds the client options. No network
-// I/O happens here: the client dials on first use, so an unreachable
-// Redis does not stop Caddy from starting (requests get 503 until it is
-// back).
-func (r *RedisStore) options() (redisstore.Options, error) {
-	repl := caddy.NewReplacer()
-	var opts redisstore.Options
-	if r.URL != "" {
-		var err error
-		opts, err = redisstore.ParseURL(repl.ReplaceKnown(r.URL, ""))
-		if err != nil {
-			return opts, fmt.Errorf("store redis: %w", err)
+// parseRedisURL is redis.ParseURL kept to what this module maps onto its
+// options: a redis:// or rediss:// URL naming a host, without the query
+// parameters that would configure a client the block configures here
+// (refused rather than ignored, so that a misspelt setting fails at
+// adapt time). Errors never contain the URL, which may hold a password.
+func parseRedisURL(raw string) (*redis.Options, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		// url.Error quotes the whole URL, password and all.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
 		}
+		return nil, fmt.Errorf("malformed redis URL: %v", err)
 	}
-	for _, a := range r.Addresses {
-		opts.Addrs = append(opts.Addrs, repl.ReplaceKnown(a, ""))
+	switch {
+	case u.Scheme != "redis" && u.Scheme != "rediss":
+		return nil, fmt.Errorf("redis URL scheme must be redis or rediss, not %q", u.Scheme)
+	case u.Opaque != "" || u.Host == "":
+		return nil, errors.New("redis URL has no host")
+	case u.RawQuery != "" || u.Fragment != "":
+		return nil, errors.New("redis URL may not have a query or fragment; use the store redis block for other settings")
 	}
-	if r.Sentinel != "" {
-		opts.MasterName = r.Sentinel
+	o, err := redis.ParseURL(raw)
+	if err != nil {
+		return nil, fmt.Errorf("malformed redis URL: %w", err)
 	}
-	if r.Username != "" {
-		opts.Username = repl.ReplaceKnown(r.Username, "")
-	}
-	if r.Password != "" {
-		opts.Password = repl.ReplaceKnown(r.Password, "")
-	}
-	if r.DB != 0 {
-		opts.DB = r.DB
-	}
-	opts.TLS = opts.TLS || r.TLS
-	opts.InsecureSkipVerify = r.InsecureSkipVerify
-	if r.KeyPrefix != "" {
-		opts.KeyPrefix = r.KeyPrefix
-	}
-	opts.DialTimeout = time.Duration(r.DialTimeout)
-	opts.ReadTimeout = time.Duration(r.ReadTimeout)
-	opts.WriteTimeout = time.Duration(r.WriteTimeout)
-	opts.PoolSize = r.PoolSize
-	if len(opts.Addrs) == 0 {
-		return opts, fmt.Errorf("store redis: an address or URL is required")
-	}
-	return opts, nil
+	return o, nil
 }
 
-// Provision takes a reference to the shared client of this configuration.
-func (r *RedisStore) Provision(caddy.Context) error {
-	opts, err := r.options()
-	if err != nil {
-		return err
+// options resolves placeholders and maps the configuration onto one
+// redis.UniversalOptions.
+func (r *RedisStore) options() (*redis.UniversalOptions, error) {
+	repl := caddy.NewReplacer()
+	uo := new(redis.UniversalOptions)
+	if r.URL != "" {
+		o, err := parseRedisURL(repl.ReplaceKnown(r.URL, ""))
+		if err != nil {
+			return nil, fmt.Errorf("url: %w", err)
+		}
+		uo.Addrs, uo.Username, uo.Password, uo.DB, uo.TLSConfig = []string{o.Addr}, o.Username, o.Password, o.DB, o.TLSConfig
 	}
-	// The pool key is a digest of the resolved options, password
+	for _, a := range r.Addresses {
+		uo.Addrs = append(uo.Addrs, repl.ReplaceKnown(a, ""))
+	}
+	uo.MasterName = r.Sentinel
+	if r.Username != "" {
+		uo.Username = repl.ReplaceKnown(r.Username, "")
+	}
+	if r.Password != "" {
+		uo.Password = repl.ReplaceKnown(r.Password, "")
+	}
+	if r.DB != 0 {
+		uo.DB = r.DB
+	}
+	if (r.TLS || r.InsecureSkipVerify) && uo.TLSConfig == nil {
+		// The server name is taken from each address as it is dialled.
+		uo.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	if r.InsecureSkipVerify && uo.TLSConfig != nil {
+		uo.TLSConfig.InsecureSkipVerify = true
+	}
+	uo.DialTimeout = time.Duration(r.DialTimeout)
+	uo.ReadTimeout = time.Duration(r.ReadTimeout)
+	uo.WriteTimeout = time.Duration(r.WriteTimeout)
+	uo.PoolSize = r.PoolSize
+	return uo, nil
+}
+
+// Provision resolves placeholders, maps the configuration and takes a
+// reference to the shared client of it. No network I/O happens here: the
+// client dials on first use, so an unreachable Redis does not stop Caddy
+// from starting (requests get 503 until it is back).
+func (r *RedisStore) Provision(caddy.Context) error {
+	uo, err := r.options()
+	if err != nil {
+		return fmt.Errorf("store redis: %w", err)
+	}
+	r.name = strings.Join(uo.Addrs, ",")
+	// The pool key is a digest of the resolved settings, password
 	// included, so that two handlers share a pool only when they would
 	// connect the same way.
-	raw, _ := json.Marshal(opts)
+	resolved := *r
+	resolved.URL, resolved.Addresses = "", uo.Addrs
+	resolved.Username, resolved.Password, resolved.DB = uo.Username, uo.Password, uo.DB
+	resolved.TLS = uo.TLSConfig != nil
+	raw, err := json.Marshal(resolved)
+	if err != nil {
+		return fmt.Errorf("%s: %w", r, err)
+	}
 	sum := sha256.Sum256(raw)
 	r.key = "redis:" + hex.EncodeToString(sum[:])
-	st, err := openShared(r.key, func() (grant.Store, error) { return redisstore.New(opts) })
+	sh, err := openShared(r.key, func() (grant.Store, error) {
+		return redisstore.New(uo, redisstore.Options{KeyPrefix: r.KeyPrefix})
+	}, 0)
 	if err != nil {
-		return fmt.Errorf("store redis %s: %w", opts, err)
+		return fmt.Errorf("%s: %w", r, err)
 	}
-	r.store = st
+	r.store = sh.Store
+	return nil
+}
+
+// Validate rejects what the store accepts but this module's settings
+// contradict; the store itself refuses, at Provision, options no client
+// could use (no address, a cluster with a db, negative numbers).
+func (r *RedisStore) Validate() error {
+	if r.InsecureSkipVerify && !r.TLS && !strings.HasPrefix(r.URL, "rediss://") {
+		return fmt.Errorf("%s: insecure_skip_verify needs tls", r)
+	}
 	return nil
 }
 
 // Store returns the shared Redis store.
 func (r *RedisStore) Store() grant.Store { return r.store }
+
+// String names the store for logs and errors, without credentials.
+func (r *RedisStore) String() string {
+	if r.name == "" {
+		return "store redis"
+	}
+	return "store redis " + r.name
+}
 
 // Cleanup releases the reference taken by Provision; the last one closes
 // the connections.
@@ -241,26 +346,58 @@ func (r *RedisStore) Cleanup() error {
 }
 
 // UnmarshalCaddyfile parses `store redis <url>` or `store redis { … }`,
-// from the token "redis" on.
+// from the token "redis" on. A URL without placeholders is parsed here, so
+// that a malformed one fails `caddy adapt` with its line.
+//
+// Syntax:
+//
+//	store redis [<url>] {
+//		url           <url>
+//		address       <host:port>...
+//		sentinel      <master-name>
+//		username      <name>
+//		password      <secret>
+//		db            <n>
+//		tls           [insecure_skip_verify]
+//		key_prefix    <prefix>
+//		dial_timeout  <duration>
+//		read_timeout  <duration>
+//		write_timeout <duration>
+//		pool_size     <n>
+//	}
 func (r *RedisStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the module name
+	seen := map[string]bool{}
 	if d.NextArg() {
-		r.URL = d.Val()
+		if err := r.parseURLArg(d); err != nil {
+			return err
+		}
+		seen["url"] = true
 		if d.NextArg() {
 			return d.ArgErr()
 		}
 	}
 	for d.NextBlock(0) {
 		opt := d.Val()
+		if err := once(d, seen, "store redis", "address"); err != nil {
+			return err
+		}
 		var err error
 		switch opt {
 		case "address":
-			r.Addresses = append(r.Addresses, d.RemainingArgs()...)
-			if len(r.Addresses) == 0 {
+			args := d.RemainingArgs()
+			if len(args) == 0 {
 				return d.ArgErr()
 			}
+			r.Addresses = append(r.Addresses, args...)
 		case "url":
-			r.URL, err = oneArg(d)
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			err = r.parseURLArg(d)
+			if err == nil && d.NextArg() {
+				err = d.ArgErr()
+			}
 		case "sentinel":
 			r.Sentinel, err = oneArg(d)
 		case "username":
@@ -276,6 +413,9 @@ func (r *RedisStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					return d.Errf("store redis: tls: unknown option %q", d.Val())
 				}
 				r.InsecureSkipVerify = true
+			}
+			if d.NextArg() {
+				return d.ArgErr()
 			}
 		case "key_prefix":
 			r.KeyPrefix, err = oneArg(d)
@@ -296,6 +436,19 @@ func (r *RedisStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	if r.URL == "" && len(r.Addresses) == 0 {
 		return d.Err("store redis: a URL or an address is required")
+	}
+	return nil
+}
+
+// parseURLArg takes the URL at the dispenser's token, checking it now
+// unless a placeholder leaves that to Provision.
+func (r *RedisStore) parseURLArg(d *caddyfile.Dispenser) error {
+	r.URL = d.Val()
+	if strings.Contains(r.URL, "{") {
+		return nil
+	}
+	if _, err := parseRedisURL(r.URL); err != nil {
+		return d.Errf("store redis: %v", err)
 	}
 	return nil
 }
@@ -341,20 +494,17 @@ func durationArg(d *caddyfile.Dispenser) (caddy.Duration, error) {
 
 // Interface guards
 var (
+	_ caddy.Module          = (*MemoryStore)(nil)
 	_ StoreModule           = (*MemoryStore)(nil)
 	_ caddy.Provisioner     = (*MemoryStore)(nil)
+	_ caddy.Validator       = (*MemoryStore)(nil)
 	_ caddy.CleanerUpper    = (*MemoryStore)(nil)
 	_ caddyfile.Unmarshaler = (*MemoryStore)(nil)
+	_ caddy.Module          = (*RedisStore)(nil)
 	_ StoreModule           = (*RedisStore)(nil)
 	_ caddy.Provisioner     = (*RedisStore)(nil)
+	_ caddy.Validator       = (*RedisStore)(nil)
 	_ caddy.CleanerUpper    = (*RedisStore)(nil)
 	_ caddyfile.Unmarshaler = (*RedisStore)(nil)
+	_ fmt.Stringer          = (*RedisStore)(nil)
 )
-
-// redisLogger sends go-redis's own messages (failed dials, mostly) to
-// Caddy's log instead of stderr.
-type redisLogger struct{}
-
-func (redisLogger) Printf(_ context.Context, format string, v ...any) {
-	caddy.Log().Named("jwt_grant.redis").Warn(fmt.Sprintf(format, v...))
-}

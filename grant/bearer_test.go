@@ -44,9 +44,21 @@ func TestBearerTokenComesOnlyFromTheAuthorizationHeader(t *testing.T) {
 func seed(t *testing.T, st grant.Store, change func(*grant.AccessRecord)) string {
 	t.Helper()
 	now := time.Now().Unix()
-	rec := &grant.AccessRecord{V: 1, Sub: "alice", ClientID: "app", Scope: "read write", Aud: []string{"api", "app"},
-		Iss: lcIssuerURL, AssertionIss: "https://idp", Iat: now, Exp: now + 3600, Tenant: "",
-		Claims: map[string]json.RawMessage{"email": json.RawMessage(`"alice@example.com"`)}}
+	rec := &grant.AccessRecord{
+		TokenRecord: grant.TokenRecord{
+			V:            1,
+			Sub:          "alice",
+			ClientID:     "app",
+			Scope:        "read write",
+			Aud:          []string{"api", "app"},
+			Iss:          lcIssuerURL,
+			AssertionIss: "https://idp",
+			Iat:          now,
+			Exp:          now + 3600,
+			Tenant:       "",
+			Claims:       map[string]json.RawMessage{"email": json.RawMessage(`"alice@example.com"`)},
+		},
+	}
 	if change != nil {
 		change(rec)
 	}
@@ -258,8 +270,18 @@ func BenchmarkVerifyMemory(b *testing.B) {
 	b.Cleanup(func() { _ = st.Close() })
 	now := time.Now().Unix()
 	token := "bench-token"
-	rec := &grant.AccessRecord{V: 1, Sub: "alice", ClientID: "app", Scope: "read write", Aud: []string{"api"},
-		Iat: now, Exp: now + 3600, Claims: map[string]json.RawMessage{}}
+	rec := &grant.AccessRecord{
+		TokenRecord: grant.TokenRecord{
+			V:        1,
+			Sub:      "alice",
+			ClientID: "app",
+			Scope:    "read write",
+			Aud:      []string{"api"},
+			Iat:      now,
+			Exp:      now + 3600,
+			Claims:   map[string]json.RawMessage{},
+		},
+	}
 	if err := st.Issue(context.Background(), &grant.Issuance{AccessHash: grant.HashToken(token), Access: rec}); err != nil {
 		b.Fatal(err)
 	}

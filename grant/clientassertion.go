@@ -268,12 +268,6 @@ func (s *Server) replayError(req *tokenRequest, err error) *Error {
 				return clientReplay()
 			}
 		}
-	} else if len(req.clientMarks) > 0 {
-		// TEMPORARY until both stores name the mark: claiming the client
-		// marks alone tells which one existed.
-		if oerr := s.claimClientMarks(req); oerr != nil {
-			return oerr
-		}
 	}
 	return invalidGrant("replay", "assertion has already been used")
 }

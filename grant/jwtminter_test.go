@@ -24,10 +24,19 @@ import (
 // Minter.
 func jmRecord() *AccessRecord {
 	return &AccessRecord{
-		V: RecordVersion, Sub: "alice", ClientID: "app", Scope: "read write",
-		Aud: []string{"api"}, Iss: testIssuerURL, AssertionIss: "idp",
-		Iat: testNow.Unix(), Exp: testNow.Unix() + 3600, Tenant: "acme.example",
-		Claims: map[string]json.RawMessage{"email": json.RawMessage(`"alice@example.com"`)},
+		TokenRecord: TokenRecord{
+			V:            RecordVersion,
+			Sub:          "alice",
+			ClientID:     "app",
+			Scope:        "read write",
+			Aud:          []string{"api"},
+			Iss:          testIssuerURL,
+			AssertionIss: "idp",
+			Iat:          testNow.Unix(),
+			Exp:          testNow.Unix() + 3600,
+			Tenant:       "acme.example",
+			Claims:       map[string]json.RawMessage{"email": json.RawMessage(`"alice@example.com"`)},
+		},
 	}
 }
 

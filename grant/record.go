@@ -9,10 +9,9 @@ import (
 // RecordVersion is the format version written in every record's "v".
 const RecordVersion = 1
 
-// AccessRecord is what the store keeps for a live access token, under
-// {key_prefix}at:{hex(sha256(token))} (SPEC §4). Downstream services read
-// it as it is; introspection answers the same members.
-type AccessRecord struct {
+// TokenRecord is what access and refresh records share: who the token was
+// granted to, by whom, for what, and until when.
+type TokenRecord struct {
 	V            int                        `json:"v"`
 	Sub          string                     `json:"sub"`
 	ClientID     string                     `json:"client_id"`
@@ -24,6 +23,13 @@ type AccessRecord struct {
 	Exp          int64                      `json:"exp"`
 	Tenant       string                     `json:"tenant"`
 	Claims       map[string]json.RawMessage `json:"claims"`
+}
+
+// AccessRecord is what the store keeps for a live access token, under
+// {key_prefix}at:{hex(sha256(token))} (SPEC §4). Downstream services read
+// it as it is; introspection answers the same members.
+type AccessRecord struct {
+	TokenRecord
 	// JTI is the jti of a self-contained (token_format jwt) access token.
 	JTI string `json:"jti,omitempty"`
 	// Chain is the refresh chain this token was issued from, "" if none.
@@ -33,20 +39,11 @@ type AccessRecord struct {
 
 // RefreshRecord is kept under {key_prefix}rt:{hex(sha256(token))}. Scope is
 // the scope the chain was first granted: a refresh may narrow from it but
-// never widen beyond it (RFC 6749 §6).
+// never widen beyond it (RFC 6749 §6). Its "chain" member follows the
+// shared ones in the JSON: readers decode it by name, never by position.
 type RefreshRecord struct {
-	V            int                        `json:"v"`
-	Chain        string                     `json:"chain"`
-	Sub          string                     `json:"sub"`
-	ClientID     string                     `json:"client_id"`
-	Scope        string                     `json:"scope"`
-	Aud          []string                   `json:"aud"`
-	Iss          string                     `json:"iss"`
-	AssertionIss string                     `json:"assertion_iss"`
-	Iat          int64                      `json:"iat"`
-	Exp          int64                      `json:"exp"`
-	Tenant       string                     `json:"tenant"`
-	Claims       map[string]json.RawMessage `json:"claims"`
+	TokenRecord
+	Chain string `json:"chain"`
 	// Rotated is set once the token has been exchanged; presenting it again
 	// is reuse and revokes the chain.
 	Rotated bool `json:"rotated,omitempty"`

@@ -20,11 +20,12 @@ import (
 type Store interface {
 	// Issue writes a grant atomically: it sets every replay mark if absent
 	// and, only if none existed, writes the records. If a mark existed it
-	// writes nothing and returns ErrReplay.
+	// writes nothing and returns a *ReplayError (which is ErrReplay) naming
+	// the first held mark in the order of is.Marks.
 	Issue(ctx context.Context, is *Issuance) error
 
 	// ClaimMarks sets every replay mark if none exists, each until its
-	// Until, and returns ErrReplay (writing nothing) if one does. It is
+	// Until, and returns a *ReplayError (writing nothing) if one does. It is
 	// for client assertions at endpoints that issue nothing
 	// (introspection, revocation) or before a refresh rotation.
 	ClaimMarks(ctx context.Context, marks []Mark) error
@@ -69,22 +70,25 @@ type Issuance struct {
 	Refresh     *RefreshRecord
 }
 
+// ReplayError is the ErrReplay of Issue and ClaimMarks, naming the mark
+// that was held already, so that the token endpoint tells a replayed client
+// assertion from a replayed grant assertion without a second write.
+type ReplayError struct {
+	// Key is the Mark.Key of the held mark.
+	Key string
+}
+
+func (e *ReplayError) Error() string { return ErrReplay.Error() }
+
+// Is makes errors.Is(err, ErrReplay) hold for every ReplayError.
+func (e *ReplayError) Is(target error) bool { return target == ErrReplay }
+
 // Mark is a replay record: Key is already the full hashed mark (see
 // ReplayMarkKey) and it must be kept until Until.
 type Mark struct {
 	Key   string
 	Until time.Time
 }
-
-// ReplayError is a store's answer when a replay mark already exists: Key
-// names the mark, so that the caller can tell whose replay it was without
-// asking the store again. errors.Is(err, ErrReplay) holds for it.
-type ReplayError struct{ Key string }
-
-func (e *ReplayError) Error() string { return ErrReplay.Error() }
-
-// Is makes a ReplayError match ErrReplay.
-func (e *ReplayError) Is(target error) bool { return target == ErrReplay }
 
 // Validate rejects an issuance no store could write faithfully: these are
 // programming errors of the caller, not outages. withMarks checks the

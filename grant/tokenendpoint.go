@@ -262,11 +262,12 @@ func (s *Server) issue(req *tokenRequest, g *granted) (*tokenResponse, *Error) {
 		claims = map[string]json.RawMessage{}
 	}
 	iat := req.now.Unix()
-	at := &AccessRecord{
+	base := TokenRecord{
 		V: RecordVersion, Sub: g.sub, ClientID: clientID, Scope: joinScope(g.scope), Aud: aud,
 		Iss: s.cfg.IssuerURL, AssertionIss: g.assertionIss, Iat: iat, Exp: iat + int64(accessTTL/time.Second),
 		Tenant: req.tenant.Domain, Claims: claims,
 	}
+	at := &AccessRecord{TokenRecord: base}
 	access, err := s.minter.Mint(at)
 	if err != nil {
 		s.log.Error("minting an access token failed", zap.Error(err))
@@ -282,11 +283,9 @@ func (s *Server) issue(req *tokenRequest, g *granted) (*tokenResponse, *Error) {
 		at.Chain = chain
 		resp.RefreshToken = randomToken()
 		is.RefreshHash = HashToken(resp.RefreshToken)
-		is.Refresh = &RefreshRecord{
-			V: RecordVersion, Chain: chain, Sub: g.sub, ClientID: clientID, Scope: firstScope, Aud: aud,
-			Iss: s.cfg.IssuerURL, AssertionIss: g.assertionIss, Iat: iat, Exp: iat + int64(refreshTTL/time.Second),
-			Tenant: req.tenant.Domain, Claims: claims,
-		}
+		rt := base
+		rt.Scope, rt.Exp = firstScope, iat+int64(refreshTTL/time.Second)
+		is.Refresh = &RefreshRecord{TokenRecord: rt, Chain: chain}
 	}
 	if g.rotate != "" {
 		// A rotation claims no grant marks: the refresh token is its own
@@ -296,7 +295,9 @@ func (s *Server) issue(req *tokenRequest, g *granted) (*tokenResponse, *Error) {
 		}
 		err = s.cfg.Store.Rotate(req.ctx, g.rotate, is)
 	} else {
-		is.Marks = append(slices.Clip(g.marks), req.clientMarks...)
+		// Client marks first: a store names the first mark it finds held,
+		// and a replayed client assertion is the client's failure.
+		is.Marks = append(slices.Clip(req.clientMarks), g.marks...)
 		err = s.cfg.Store.Issue(req.ctx, is)
 	}
 	switch {

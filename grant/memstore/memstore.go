@@ -129,7 +129,7 @@ func (s *Store) Issue(_ context.Context, is *grant.Issuance) error {
 	for _, m := range is.Marks {
 		if e, ok := s.marks[m.Key]; ok && now.Before(e.until) {
 			if e.owner != is.AccessHash {
-				return grant.ErrReplay
+				return &grant.ReplayError{Key: m.Key}
 			}
 			retry = true
 		}
@@ -163,7 +163,7 @@ func (s *Store) ClaimMarks(_ context.Context, marks []grant.Mark) error {
 	s.sweepSome(now)
 	for _, m := range marks {
 		if e, ok := s.marks[m.Key]; ok && now.Before(e.until) {
-			return grant.ErrReplay
+			return &grant.ReplayError{Key: m.Key}
 		}
 	}
 	if err := s.reserve(now, len(marks)); err != nil {

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant"
@@ -11,7 +12,9 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) grant.Store { return New(Options{}) })
+	newStore := func(t *testing.T) grant.Store { return New(Options{}) }
+	storetest.Run(t, newStore)
+	storetest.RunExpiry(t, newStore)
 }
 
 // accessOnly is a grant of one access token living an hour, with the given
@@ -21,7 +24,7 @@ func accessOnly(marks ...grant.Mark) *grant.Issuance {
 	return &grant.Issuance{
 		Marks:      marks,
 		AccessHash: grant.HashToken(rand.Text()),
-		Access:     &grant.AccessRecord{V: grant.RecordVersion, Sub: "alice", Iat: now.Unix(), Exp: now.Add(time.Hour).Unix()},
+		Access:     &grant.AccessRecord{TokenRecord: grant.TokenRecord{V: grant.RecordVersion, Sub: "alice", Iat: now.Unix(), Exp: now.Add(time.Hour).Unix()}},
 	}
 }
 
@@ -31,7 +34,7 @@ func TestFullStoreRefusesWritesInsteadOfEvicting(t *testing.T) {
 	first := accessOnly()
 	first.Access.Chain = chain
 	first.RefreshHash = grant.HashToken(rand.Text())
-	first.Refresh = &grant.RefreshRecord{V: grant.RecordVersion, Chain: chain, Exp: first.Access.Exp}
+	first.Refresh = &grant.RefreshRecord{TokenRecord: grant.TokenRecord{V: grant.RecordVersion, Exp: first.Access.Exp}, Chain: chain}
 	if err := s.Issue(t.Context(), first); err != nil { // access, refresh, chain
 		t.Fatalf("Issue: %v", err)
 	}
@@ -79,44 +82,50 @@ func TestFullStoreRefusesWritesInsteadOfEvicting(t *testing.T) {
 }
 
 func TestFullStorePurgesExpiredEntriesToMakeRoom(t *testing.T) {
-	s := New(Options{MaxEntries: 3})
-	short := grant.Mark{Key: grant.HashToken(rand.Text()), Until: time.Now().Add(50 * time.Millisecond)}
-	if err := s.Issue(t.Context(), accessOnly(short)); err != nil {
-		t.Fatalf("Issue: %v", err)
-	}
-	m := grant.Mark{Key: grant.HashToken(rand.Text()), Until: time.Now().Add(time.Minute)}
-	if err := s.Issue(t.Context(), accessOnly(m)); !errors.Is(err, grant.ErrUnavailable) {
-		t.Fatalf("Issue while the mark lives: %v; want ErrUnavailable", err)
-	}
-	time.Sleep(time.Until(short.Until) + 5*time.Millisecond)
-	if err := s.Issue(t.Context(), accessOnly(m)); err != nil {
-		t.Fatalf("Issue after the mark expired: %v", err)
-	}
+	// The bubble's clock jumps over the sleep.
+	synctest.Test(t, func(t *testing.T) {
+		s := New(Options{MaxEntries: 3})
+		short := grant.Mark{Key: grant.HashToken(rand.Text()), Until: time.Now().Add(50 * time.Millisecond)}
+		if err := s.Issue(t.Context(), accessOnly(short)); err != nil {
+			t.Fatalf("Issue: %v", err)
+		}
+		m := grant.Mark{Key: grant.HashToken(rand.Text()), Until: time.Now().Add(time.Minute)}
+		if err := s.Issue(t.Context(), accessOnly(m)); !errors.Is(err, grant.ErrUnavailable) {
+			t.Fatalf("Issue while the mark lives: %v; want ErrUnavailable", err)
+		}
+		time.Sleep(time.Until(short.Until) + 5*time.Millisecond)
+		if err := s.Issue(t.Context(), accessOnly(m)); err != nil {
+			t.Fatalf("Issue after the mark expired: %v", err)
+		}
+	})
 }
 
 func TestWritesPurgeExpiredEntriesBeforeTheStoreIsFull(t *testing.T) {
-	s := New(Options{})
-	until := time.Now().Add(30 * time.Millisecond)
-	const n = 200
-	for range n {
-		if err := s.Issue(t.Context(), accessOnly(grant.Mark{Key: grant.HashToken(rand.Text()), Until: until})); err != nil {
-			t.Fatal(err)
+	// The bubble's clock jumps over the sleep.
+	synctest.Test(t, func(t *testing.T) {
+		s := New(Options{})
+		until := time.Now().Add(30 * time.Millisecond)
+		const n = 200
+		for range n {
+			if err := s.Issue(t.Context(), accessOnly(grant.Mark{Key: grant.HashToken(rand.Text()), Until: until})); err != nil {
+				t.Fatal(err)
+			}
 		}
-	}
-	time.Sleep(time.Until(until) + 5*time.Millisecond)
-	for range n {
-		if err := s.Issue(t.Context(), accessOnly()); err != nil {
-			t.Fatal(err)
+		time.Sleep(time.Until(until) + 5*time.Millisecond)
+		for range n {
+			if err := s.Issue(t.Context(), accessOnly()); err != nil {
+				t.Fatal(err)
+			}
 		}
-	}
-	s.mu.RLock()
-	left := len(s.marks)
-	s.mu.RUnlock()
-	// Each write examines sweepSample marks from a random place; n writes
-	// over n marks miss one only with negligible probability.
-	if left > n/20 {
-		t.Fatalf("%d of %d expired marks left after %d writes; want them purged", left, n, n)
-	}
+		s.mu.RLock()
+		left := len(s.marks)
+		s.mu.RUnlock()
+		// Each write examines sweepSample marks from a random place; n writes
+		// over n marks miss one only with negligible probability.
+		if left > n/20 {
+			t.Fatalf("%d of %d expired marks left after %d writes; want them purged", left, n, n)
+		}
+	})
 }
 
 func TestChainListIsCompactedAsTokensGo(t *testing.T) {

@@ -32,7 +32,7 @@ func (s *Store) clusterIssue(ctx context.Context, is *grant.Issuance, e *encoded
 func (s *Store) clusterClaim(ctx context.Context, marks []grant.Mark, owner string) error {
 	for i, m := range marks {
 		key := s.markKey(m.Key)
-		err := s.c.Do(ctx, "set", key, owner, "nx", "pxat", m.Until.UnixMilli()).Err()
+		err := s.c.Do(ctx, "set", key, owner, "nx", "px", s.ttl(m.Until)).Err()
 		if err == nil {
 			continue
 		}
@@ -49,7 +49,7 @@ func (s *Store) clusterClaim(ctx context.Context, marks []grant.Mark, owner stri
 		if err != nil && !errors.Is(err, redis.Nil) {
 			return unavailable(err)
 		}
-		return grant.ErrReplay
+		return &grant.ReplayError{Key: m.Key}
 	}
 	return nil
 }
@@ -103,9 +103,9 @@ func (s *Store) clusterRotate(ctx context.Context, oldHash string, next *grant.I
 // pipeline that the client splits by node.
 func (s *Store) clusterWrite(ctx context.Context, e *encoded, chainKey string) error {
 	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.Do(ctx, "set", e.atKey, e.atJSON, "exat", e.atExp)
+		p.Do(ctx, "set", e.atKey, e.atJSON, "px", e.atTTL)
 		if e.rtKey != "" {
-			p.Do(ctx, "set", e.rtKey, e.rtJSON, "exat", e.rtExp)
+			p.Do(ctx, "set", e.rtKey, e.rtJSON, "px", e.rtTTL)
 		}
 		if chainKey != "" {
 			if e.rtKey != "" {
@@ -113,8 +113,8 @@ func (s *Store) clusterWrite(ctx context.Context, e *encoded, chainKey string) e
 			} else {
 				p.SAdd(ctx, chainKey, e.atKey)
 			}
-			p.Do(ctx, "expireat", chainKey, e.chainExp, "nx")
-			p.Do(ctx, "expireat", chainKey, e.chainExp, "gt")
+			p.Do(ctx, "pexpire", chainKey, e.chainTTL, "nx")
+			p.Do(ctx, "pexpire", chainKey, e.chainTTL, "gt")
 		}
 		return nil
 	})

@@ -4,142 +4,104 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 )
 
 // DefaultKeyPrefix is the key prefix of Options that leave KeyPrefix empty.
 const DefaultKeyPrefix = "jwtgrant:"
 
-// Options configures a Store. The zero value of every field but Addrs means
-// the default.
+// dialAttempts is how often one connection attempt is made before the
+// command fails over to its own retries (three, with backoff from 8 ms):
+// the library's default of five attempts 100 ms apart, on every retry,
+// would hold each request of an outage for seconds before its 503. After
+// as many failed dials as the pool has connections, the library fails at
+// once and probes once a second, so the store recovers within about a
+// second of Redis coming back.
+const dialAttempts = 1
+
+// Options is what a Store adds to the client's own options: the connection
+// itself is configured by redis.UniversalOptions alone.
 type Options struct {
-	// Addrs are host:port addresses: one for a single node, several for a
-	// cluster (as seeds), or the sentinels when MasterName is set.
-	Addrs []string
-	// MasterName, when set, selects sentinel mode: the master of that name
-	// is looked up through the sentinels in Addrs. Username and Password
-	// then authenticate to the master; the sentinels are reached without.
-	MasterName string
-	Username   string
-	Password   string
-	// DB is the database number; a cluster has only database 0.
-	DB int
-	// TLS connects with TLS (rediss://); InsecureSkipVerify accepts any
-	// server certificate, for test set-ups only.
-	TLS                bool
-	InsecureSkipVerify bool
 	// KeyPrefix starts every key (default DefaultKeyPrefix), so that one
 	// Redis can serve several deployments and downstream services know
 	// where to look.
 	KeyPrefix string
-	// Timeouts default to the client library's (5 s dial, 3 s read and
-	// write). A request's context deadline, when sooner, applies as well.
-	DialTimeout  time.Duration
-	ReadTimeout  time.Duration
-	WriteTimeout time.Duration
-	// PoolSize is the number of connections per node (default ten per
-	// CPU).
-	PoolSize int
+	// Now is the gateway's clock (default time.Now). Expiries are sent to
+	// Redis as durations measured by it, so that a Redis whose clock runs
+	// ahead cannot shorten a replay mark (SPEC §3.1 check 10).
+	Now func() time.Time
 }
 
-// String describes o for logs and errors with the password redacted.
-func (o Options) String() string {
-	// A type without methods, so that %+v prints fields and not String.
-	type plain Options
-	p := plain(o)
-	if p.Password != "" {
-		p.Password = "[REDACTED]"
-	}
-	return fmt.Sprintf("redisstore.Options%+v", p)
-}
-
-// GoString redacts the password from %#v as String does from %v.
-func (o Options) GoString() string { return o.String() }
-
-// mode is how a Store reaches Redis.
-func (o Options) mode() string {
+// mode is how a Store reaches Redis, by the rules the README states: a
+// master name means sentinels, several addresses a cluster.
+func mode(uo *redis.UniversalOptions) string {
 	switch {
-	case o.MasterName != "":
+	case uo.MasterName != "":
 		return "sentinel"
-	case len(o.Addrs) > 1:
+	case len(uo.Addrs) > 1:
 		return "cluster"
 	}
 	return "single"
 }
 
-func (o Options) validate() error {
+// validate rejects options the client would accept and then fail on at
+// every request, or silently read otherwise.
+func validate(uo *redis.UniversalOptions) error {
 	switch {
-	case len(o.Addrs) == 0:
-		return errors.New("redisstore: no address")
-	case o.DB < 0:
-		return fmt.Errorf("redisstore: negative db %d", o.DB)
-	case o.mode() == "cluster" && o.DB != 0:
-		return fmt.Errorf("redisstore: a cluster has only db 0, not %d", o.DB)
-	case o.InsecureSkipVerify && !o.TLS:
-		return errors.New("redisstore: insecure_skip_verify needs tls")
-	case o.DialTimeout < 0 || o.ReadTimeout < 0 || o.WriteTimeout < 0:
-		return errors.New("redisstore: negative timeout")
-	case o.PoolSize < 0:
-		return fmt.Errorf("redisstore: negative pool size %d", o.PoolSize)
+	case len(uo.Addrs) == 0:
+		return errors.New("no address")
+	case uo.DB < 0:
+		return fmt.Errorf("negative db %d", uo.DB)
+	case mode(uo) == "cluster" && uo.DB != 0:
+		return fmt.Errorf("a cluster has only db 0, not %d", uo.DB)
+	case uo.DialTimeout < 0 || uo.ReadTimeout < 0 || uo.WriteTimeout < 0:
+		// The client reads these as "no timeout", and SPEC bounds every
+		// store call by its timeouts.
+		return errors.New("negative timeout")
+	case uo.PoolSize < 0:
+		return fmt.Errorf("negative pool size %d", uo.PoolSize)
 	}
-	for _, a := range o.Addrs {
+	for _, a := range uo.Addrs {
 		if _, _, err := net.SplitHostPort(a); err != nil {
-			return fmt.Errorf("redisstore: address %q is not host:port", a)
+			return fmt.Errorf("address %q is not host:port", a)
 		}
 	}
 	return nil
 }
 
-// ParseURL parses redis://[user:password@]host[:port][/db], or rediss://
-// for TLS, into Options for a single node. The port defaults to 6379 and
-// the database to 0. Query parameters are refused rather than ignored, so
-// that a misspelt setting fails at configuration time.
-//
-// Errors never contain the URL, which may hold a password.
-func ParseURL(raw string) (Options, error) {
-	var o Options
-	u, err := url.Parse(raw)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return o, fmt.Errorf("redisstore: malformed redis URL: %v", err)
+// withDefaults is a copy of uo with what the store needs of its client.
+func withDefaults(uo *redis.UniversalOptions) *redis.UniversalOptions {
+	o := *uo
+	if o.DialerRetries == 0 {
+		o.DialerRetries = dialAttempts
 	}
-	switch u.Scheme {
-	case "redis":
-	case "rediss":
-		o.TLS = true
-	default:
-		return o, fmt.Errorf("redisstore: redis URL scheme must be redis or rediss, not %q", u.Scheme)
+	// A request's deadline bounds its Redis commands as well.
+	o.ContextTimeoutEnabled = true
+	if o.MaintNotificationsConfig == nil {
+		// Maintenance notifications are a Redis Enterprise feature;
+		// probing for them on every connection to an open-source Redis
+		// only costs time (the sentinel client never probes).
+		o.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 	}
-	if u.Opaque != "" || u.Host == "" {
-		return o, errors.New("redisstore: redis URL has no host")
+	return &o
+}
+
+// describe names a deployment for logs and errors: addresses and mode,
+// never credentials.
+func describe(uo *redis.UniversalOptions) string {
+	addrs := strings.Join(uo.Addrs, ",")
+	switch mode(uo) {
+	case "sentinel":
+		return fmt.Sprintf("%s (sentinel master %q)", addrs, uo.MasterName)
+	case "cluster":
+		return addrs + " (cluster)"
 	}
-	if u.RawQuery != "" || u.Fragment != "" {
-		return o, errors.New("redisstore: redis URL may not have a query or fragment; use the store redis block for other settings")
+	if uo.DB != 0 {
+		return fmt.Sprintf("%s db %d", addrs, uo.DB)
 	}
-	host, port := u.Hostname(), u.Port()
-	if host == "" || strings.Contains(host, ",") {
-		return o, errors.New("redisstore: redis URL must name exactly one host")
-	}
-	if port == "" {
-		port = "6379"
-	}
-	o.Addrs = []string{net.JoinHostPort(host, port)}
-	if u.User != nil {
-		o.Username = u.User.Username()
-		o.Password, _ = u.User.Password()
-	}
-	if db := strings.TrimPrefix(u.Path, "/"); db != "" {
-		n, err := strconv.Atoi(db)
-		if err != nil || n < 0 {
-			return o, fmt.Errorf("redisstore: redis URL path must be a database number, not %q", db)
-		}
-		o.DB = n
-	}
-	return o, nil
+	return addrs
 }

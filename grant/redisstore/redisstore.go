@@ -17,6 +17,10 @@
 //	jti:{mark}  replay mark: a string holding the access hash of the grant that
 //	            claimed it; expiry at Mark.Until (millisecond precision)
 //
+// Every expiry is sent as a time to live measured by the gateway's clock
+// (Options.Now), never as an absolute time, so that Redis's own clock
+// does not matter.
+//
 // {hash} is hex(sha256(token)); tokens are never stored in clear.
 //
 // # Atomicity
@@ -54,86 +58,61 @@
 package redisstore
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
-	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
+	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant"
 )
-
-// dialAttempts is how often one connection attempt is made before the
-// command fails over to its own retries (three, with backoff from 8 ms):
-// the library's default of five attempts 100 ms apart, on every retry,
-// would hold each request of an outage for seconds before its 503. After
-// as many failed dials as the pool has connections, the library fails at
-// once and probes once a second, so the store recovers within about a
-// second of Redis coming back.
-const dialAttempts = 1
 
 // Store is a grant.Store on Redis, safe for concurrent use.
 type Store struct {
 	c       redis.UniversalClient
 	prefix  string
 	cluster bool
+	now     func() time.Time
+	desc    string
 }
 
 var _ grant.Store = (*Store)(nil)
 
-// New creates a Store without touching the network: the client dials on
-// first use, so a Redis that is down at start-up delays nothing and is
-// reported per request as grant.ErrUnavailable.
-func New(opts Options) (*Store, error) {
-	if err := opts.validate(); err != nil {
-		return nil, err
+// New creates a Store on one client of uo, without touching the network:
+// the client dials on first use, so a Redis that is down at start-up
+// delays nothing and is reported per request as grant.ErrUnavailable. The
+// client is a sentinel-backed one when uo.MasterName is set, a cluster
+// client for several addresses, else a single-node client. Errors never
+// contain the password.
+func New(uo *redis.UniversalOptions, opts Options) (*Store, error) {
+	if err := validate(uo); err != nil {
+		return nil, fmt.Errorf("redisstore: %w", err)
 	}
-	prefix := opts.KeyPrefix
-	if prefix == "" {
-		prefix = DefaultKeyPrefix
+	uo = withDefaults(uo)
+	s := &Store{prefix: cmp.Or(opts.KeyPrefix, DefaultKeyPrefix), now: opts.Now, desc: describe(uo)}
+	if s.now == nil {
+		s.now = time.Now
 	}
-	var tlsConf *tls.Config
-	if opts.TLS {
-		// The server name is taken from each address as it is dialled.
-		tlsConf = &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: opts.InsecureSkipVerify}
-	}
-	// Maintenance notifications are a Redis Enterprise feature; probing for
-	// them on every connection to an open-source Redis only costs time (the
-	// sentinel client never probes).
-	maint := &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
-	s := &Store{prefix: prefix}
-	switch opts.mode() {
+	switch mode(uo) {
 	case "sentinel":
-		s.c = redis.NewFailoverClient(&redis.FailoverOptions{
-			MasterName: opts.MasterName, SentinelAddrs: opts.Addrs,
-			Username: opts.Username, Password: opts.Password, DB: opts.DB, TLSConfig: tlsConf,
-			DialTimeout: opts.DialTimeout, ReadTimeout: opts.ReadTimeout, WriteTimeout: opts.WriteTimeout,
-			DialerRetries: dialAttempts, ContextTimeoutEnabled: true, PoolSize: opts.PoolSize,
-		})
+		s.c = redis.NewFailoverClient(uo.Failover())
 	case "cluster":
 		s.cluster = true
-		s.c = redis.NewClusterClient(&redis.ClusterOptions{
-			Addrs:    opts.Addrs,
-			Username: opts.Username, Password: opts.Password, TLSConfig: tlsConf,
-			DialTimeout: opts.DialTimeout, ReadTimeout: opts.ReadTimeout, WriteTimeout: opts.WriteTimeout,
-			DialerRetries: dialAttempts, ContextTimeoutEnabled: true, PoolSize: opts.PoolSize, MaintNotificationsConfig: maint,
-		})
+		s.c = redis.NewClusterClient(uo.Cluster())
 	default:
-		s.c = redis.NewClient(&redis.Options{
-			Addr:     opts.Addrs[0],
-			Username: opts.Username, Password: opts.Password, DB: opts.DB, TLSConfig: tlsConf,
-			DialTimeout: opts.DialTimeout, ReadTimeout: opts.ReadTimeout, WriteTimeout: opts.WriteTimeout,
-			DialerRetries: dialAttempts, ContextTimeoutEnabled: true, PoolSize: opts.PoolSize, MaintNotificationsConfig: maint,
-		})
+		s.c = redis.NewClient(uo.Simple())
 	}
 	return s, nil
 }
+
+// String names the store's Redis for logs: addresses and mode, never
+// credentials.
+func (s *Store) String() string { return "redis " + s.desc }
 
 // Close closes the client and its connections.
 func (s *Store) Close() error { return s.c.Close() }
@@ -147,7 +126,22 @@ func (s *Store) atKey(hash string) string     { return s.prefix + "at:" + hash }
 func (s *Store) rtKey(hash string) string     { return s.prefix + "rt:" + hash }
 func (s *Store) chainKey(chain string) string { return s.prefix + "ch:" + chain }
 func (s *Store) markKey(mark string) string   { return s.prefix + "jti:" + mark }
-func itoa(n int64) string                     { return strconv.FormatInt(n, 10) }
+
+// ttl is the time left until t by the store's clock, in whole
+// milliseconds rounded up and at least one (Redis refuses zero), so that
+// Redis keeps a key at least until t by the gateway's clock, whatever its
+// own clock says.
+func (s *Store) ttl(t time.Time) int64 {
+	d := t.Sub(s.now())
+	ms := d.Milliseconds()
+	if d > time.Duration(ms)*time.Millisecond {
+		ms++
+	}
+	return max(ms, 1)
+}
+
+// expTTL is ttl for a record's exp, in Unix seconds.
+func (s *Store) expTTL(exp int64) int64       { return s.ttl(time.Unix(exp, 0)) }
 func chainExp(is *grant.Issuance) (exp int64) { return max(is.Access.Exp, refreshExp(is)) }
 
 func refreshExp(is *grant.Issuance) int64 {
@@ -216,21 +210,22 @@ func (s *Store) RevokeChain(ctx context.Context, chain string) error {
 
 // encoded is an issuance ready for Redis: its records as JSON and the keys
 // they go to.
+// Expiries are times to live in milliseconds, measured when encoded.
 type encoded struct {
 	atKey, rtKey   string // rtKey is "" without refresh token
 	atJSON, rtJSON []byte
-	atExp, rtExp   string
-	chainExp       string
+	atTTL, rtTTL   int64
+	chainTTL       int64
 }
 
 func (s *Store) encode(is *grant.Issuance) (*encoded, error) {
-	e := &encoded{atKey: s.atKey(is.AccessHash), atExp: itoa(is.Access.Exp), chainExp: itoa(chainExp(is))}
+	e := &encoded{atKey: s.atKey(is.AccessHash), atTTL: s.expTTL(is.Access.Exp), chainTTL: s.expTTL(chainExp(is))}
 	var err error
 	if e.atJSON, err = json.Marshal(is.Access); err != nil {
 		return nil, fmt.Errorf("redisstore: encoding access record: %w", err)
 	}
 	if is.Refresh != nil {
-		e.rtKey, e.rtExp = s.rtKey(is.RefreshHash), itoa(is.Refresh.Exp)
+		e.rtKey, e.rtTTL = s.rtKey(is.RefreshHash), s.expTTL(is.Refresh.Exp)
 		if e.rtJSON, err = json.Marshal(is.Refresh); err != nil {
 			return nil, fmt.Errorf("redisstore: encoding refresh record: %w", err)
 		}
@@ -262,19 +257,16 @@ func (s *Store) Issue(ctx context.Context, is *grant.Issuance) error {
 	keys := make([]string, 0, 3+len(is.Marks))
 	keys = append(keys, e.atKey, e.rtKey, chainKey)
 	args := make([]any, 0, 6+len(is.Marks))
-	args = append(args, e.atJSON, e.atExp, e.rtJSON, e.rtExp, e.chainExp, is.AccessHash)
+	args = append(args, e.atJSON, e.atTTL, e.rtJSON, e.rtTTL, e.chainTTL, is.AccessHash)
 	for _, m := range is.Marks {
 		keys = append(keys, s.markKey(m.Key))
-		args = append(args, m.Until.UnixMilli())
+		args = append(args, s.ttl(m.Until))
 	}
-	code, err := issueScript.Run(ctx, s.c, keys, args...).Int64()
+	res, err := issueScript.Run(ctx, s.c, keys, args...).Result()
 	if err != nil {
 		return unavailable(err)
 	}
-	if code == codeReplay {
-		return grant.ErrReplay
-	}
-	return nil
+	return s.claimResult(res, is.Marks)
 }
 
 // ClaimMarks implements grant.Store: replay marks claimed on their own, in
@@ -296,16 +288,31 @@ func (s *Store) ClaimMarks(ctx context.Context, marks []grant.Mark) error {
 	args[0] = owner
 	for i, m := range marks {
 		keys[i] = s.markKey(m.Key)
-		args = append(args, m.Until.UnixMilli())
+		args = append(args, s.ttl(m.Until))
 	}
-	code, err := claimMarksScript.Run(ctx, s.c, keys, args...).Int64()
+	res, err := claimMarksScript.Run(ctx, s.c, keys, args...).Result()
 	if err != nil {
 		return unavailable(err)
 	}
-	if code == codeReplay {
-		return grant.ErrReplay
+	return s.claimResult(res, marks)
+}
+
+// claimResult turns the reply of a script that claims marks into nil or
+// the ReplayError of the mark whose key it returned.
+func (s *Store) claimResult(res any, marks []grant.Mark) error {
+	switch v := res.(type) {
+	case int64:
+		if v == codeOK {
+			return nil
+		}
+	case string:
+		for _, m := range marks {
+			if s.markKey(m.Key) == v {
+				return &grant.ReplayError{Key: m.Key}
+			}
+		}
 	}
-	return nil
+	return fmt.Errorf("%w: unexpected script result %v", grant.ErrUnavailable, res)
 }
 
 // Rotate implements grant.Store. The next tokens join the chain of the
@@ -322,7 +329,7 @@ func (s *Store) Rotate(ctx context.Context, oldHash string, next *grant.Issuance
 		return s.clusterRotate(ctx, oldHash, next, e)
 	}
 	code, err := rotateScript.Run(ctx, s.c, []string{s.rtKey(oldHash), e.atKey, e.rtKey},
-		s.prefix, e.atJSON, e.atExp, e.rtJSON, e.rtExp, e.chainExp, next.Claimant()).Int64()
+		s.prefix, e.atJSON, e.atTTL, e.rtJSON, e.rtTTL, e.chainTTL, next.Claimant()).Int64()
 	if err != nil {
 		return unavailable(err)
 	}

@@ -33,11 +33,15 @@ type quiet struct{}
 
 func (quiet) Printf(context.Context, string, ...any) {}
 
-func newStore(t *testing.T, opts Options) *Store {
+func newStore(t *testing.T, uo *redis.UniversalOptions, opts ...Options) *Store {
 	t.Helper()
-	s, err := New(opts)
+	var o Options
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	s, err := New(uo, o)
 	if err != nil {
-		t.Fatalf("New(%v): %v", opts, err)
+		t.Fatalf("New(%v): %v", uo.Addrs, err)
 	}
 	t.Cleanup(func() { _ = s.Close() })
 	return s
@@ -54,7 +58,9 @@ func inspect(t *testing.T, addr string) *redis.Client {
 func TestConformance(t *testing.T) {
 	t.Parallel()
 	srv := testredis.Start(t)
-	storetest.Run(t, func(t *testing.T) grant.Store { return newStore(t, Options{Addrs: []string{srv.Addr()}}) })
+	storetest.Run(t, func(t *testing.T) grant.Store {
+		return newStore(t, &redis.UniversalOptions{Addrs: []string{srv.Addr()}})
+	})
 }
 
 func TestConformanceSentinel(t *testing.T) {
@@ -71,7 +77,7 @@ func TestConformanceSentinel(t *testing.T) {
 		}
 	})
 	storetest.Run(t, func(t *testing.T) grant.Store {
-		return newStore(t, Options{Addrs: []string{sentinel.Addr()}, MasterName: "mymaster"})
+		return newStore(t, &redis.UniversalOptions{Addrs: []string{sentinel.Addr()}, MasterName: "mymaster"})
 	})
 }
 
@@ -85,10 +91,10 @@ func TestCluster(t *testing.T) {
 		addrs[i] = n.Addr()
 	}
 	t.Run("conformance", func(t *testing.T) {
-		storetest.Run(t, func(t *testing.T) grant.Store { return newStore(t, Options{Addrs: addrs}) })
+		storetest.Run(t, func(t *testing.T) grant.Store { return newStore(t, &redis.UniversalOptions{Addrs: addrs}) })
 	})
 	t.Run("keys spread over the nodes", func(t *testing.T) {
-		s := newStore(t, Options{Addrs: addrs, KeyPrefix: "spread:"})
+		s := newStore(t, &redis.UniversalOptions{Addrs: addrs}, Options{KeyPrefix: "spread:"})
 		for range 30 {
 			if err := s.Issue(t.Context(), issuance("", time.Hour)); err != nil {
 				t.Fatalf("Issue: %v", err)
@@ -114,17 +120,36 @@ func issuance(chain string, ttl time.Duration) *grant.Issuance {
 		Marks:      []grant.Mark{{Key: grant.HashToken(rand.Text()), Until: now.Add(ttl / 2)}},
 		AccessHash: grant.HashToken(rand.Text()),
 		Access: &grant.AccessRecord{
-			V: grant.RecordVersion, Sub: "alice", ClientID: "client-1", Scope: "", Aud: []string{"api"},
-			Iss: "https://as.example", AssertionIss: "https://idp.example", Iat: now.Unix(),
-			Exp: now.Add(ttl).Unix(), Tenant: "", Claims: map[string]json.RawMessage{"email": json.RawMessage(`"a@example.com"`)},
+			TokenRecord: grant.TokenRecord{
+				V:            grant.RecordVersion,
+				Sub:          "alice",
+				ClientID:     "client-1",
+				Scope:        "",
+				Aud:          []string{"api"},
+				Iss:          "https://as.example",
+				AssertionIss: "https://idp.example",
+				Iat:          now.Unix(),
+				Exp:          now.Add(ttl).Unix(),
+				Tenant:       "",
+				Claims:       map[string]json.RawMessage{"email": json.RawMessage(`"a@example.com"`)},
+			},
 			Chain: chain,
 		},
 	}
 	if chain != "" {
 		is.RefreshHash = grant.HashToken(rand.Text())
 		is.Refresh = &grant.RefreshRecord{
-			V: grant.RecordVersion, Chain: chain, Sub: "alice", ClientID: "client-1", Scope: "",
-			Aud: []string{}, Iat: now.Unix(), Exp: now.Add(2 * ttl).Unix(), Claims: map[string]json.RawMessage{},
+			TokenRecord: grant.TokenRecord{
+				V:        grant.RecordVersion,
+				Sub:      "alice",
+				ClientID: "client-1",
+				Scope:    "",
+				Aud:      []string{},
+				Iat:      now.Unix(),
+				Exp:      now.Add(2 * ttl).Unix(),
+				Claims:   map[string]json.RawMessage{},
+			},
+			Chain: chain,
 		}
 	}
 	return is
@@ -133,7 +158,7 @@ func issuance(chain string, ttl time.Duration) *grant.Issuance {
 func TestKeyLayoutAndExpiryAreWhatDownstreamServicesRead(t *testing.T) {
 	t.Parallel()
 	srv := testredis.Start(t)
-	s := newStore(t, Options{Addrs: []string{srv.Addr()}})
+	s := newStore(t, &redis.UniversalOptions{Addrs: []string{srv.Addr()}})
 	raw := inspect(t, srv.Addr())
 	ctx := t.Context()
 
@@ -211,7 +236,7 @@ func sameSet(a, b []string) bool {
 func TestRotationKeepsTheRecordJSONIntact(t *testing.T) {
 	t.Parallel()
 	srv := testredis.Start(t)
-	s := newStore(t, Options{Addrs: []string{srv.Addr()}})
+	s := newStore(t, &redis.UniversalOptions{Addrs: []string{srv.Addr()}})
 	raw := inspect(t, srv.Addr())
 	ctx := t.Context()
 	chain := grant.HashToken(rand.Text())
@@ -248,8 +273,8 @@ func TestRotationKeepsTheRecordJSONIntact(t *testing.T) {
 func TestKeyPrefixScopesEveryKey(t *testing.T) {
 	t.Parallel()
 	srv := testredis.Start(t)
-	s := newStore(t, Options{Addrs: []string{srv.Addr()}, KeyPrefix: "edge-1/"})
-	other := newStore(t, Options{Addrs: []string{srv.Addr()}})
+	s := newStore(t, &redis.UniversalOptions{Addrs: []string{srv.Addr()}}, Options{KeyPrefix: "edge-1/"})
+	other := newStore(t, &redis.UniversalOptions{Addrs: []string{srv.Addr()}})
 	raw := inspect(t, srv.Addr())
 	ctx := t.Context()
 	is := issuance(grant.HashToken(rand.Text()), time.Hour)
@@ -281,7 +306,7 @@ func TestKeyPrefixScopesEveryKey(t *testing.T) {
 func TestOutageIsUnavailableAndStoreRecoversAfterRestart(t *testing.T) {
 	t.Parallel()
 	srv := testredis.Start(t)
-	s := newStore(t, Options{
+	s := newStore(t, &redis.UniversalOptions{
 		Addrs:       []string{srv.Addr()},
 		DialTimeout: 200 * time.Millisecond, ReadTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond,
 	})
@@ -344,7 +369,7 @@ func TestOutageIsUnavailableAndStoreRecoversAfterRestart(t *testing.T) {
 func TestHungServerIsUnavailableWithinTheDeadline(t *testing.T) {
 	t.Parallel()
 	srv := testredis.Start(t)
-	s := newStore(t, Options{Addrs: []string{srv.Addr()}, ReadTimeout: 150 * time.Millisecond})
+	s := newStore(t, &redis.UniversalOptions{Addrs: []string{srv.Addr()}, ReadTimeout: 150 * time.Millisecond})
 	is := issuance("", time.Hour)
 	if err := s.Issue(t.Context(), is); err != nil {
 		t.Fatalf("Issue: %v", err)
@@ -392,13 +417,13 @@ func TestNewDoesNoNetworkIO(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	for _, opts := range []Options{
+	for _, opts := range []*redis.UniversalOptions{
 		{Addrs: []string{addr}},
 		{Addrs: []string{addr, addr}},
 		{Addrs: []string{addr}, MasterName: "mymaster"},
 	} {
 		start := time.Now()
-		s, err := New(opts)
+		s, err := New(opts, Options{})
 		if err != nil {
 			t.Fatalf("New(%v): %v", opts, err)
 		}
@@ -406,7 +431,7 @@ func TestNewDoesNoNetworkIO(t *testing.T) {
 			t.Errorf("New(%v) took %v", opts, d)
 		}
 		if _, err := s.Access(t.Context(), "x"); !errors.Is(err, grant.ErrUnavailable) {
-			t.Errorf("Access with nothing listening (%s mode): %v; want ErrUnavailable", opts.mode(), err)
+			t.Errorf("Access with nothing listening (%s mode): %v; want ErrUnavailable", mode(opts), err)
 		}
 		_ = s.Close()
 	}
@@ -415,104 +440,58 @@ func TestNewDoesNoNetworkIO(t *testing.T) {
 func TestNewRejectsInconsistentOptions(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		opts Options
+		opts redis.UniversalOptions
 	}{
-		{"no address", Options{}},
-		{"address without port", Options{Addrs: []string{"localhost"}}},
-		{"negative db", Options{Addrs: []string{"h:1"}, DB: -1}},
-		{"cluster with a db other than 0", Options{Addrs: []string{"h:1", "h:2"}, DB: 1}},
-		{"insecure_skip_verify without tls", Options{Addrs: []string{"h:1"}, InsecureSkipVerify: true}},
-		{"negative timeout", Options{Addrs: []string{"h:1"}, ReadTimeout: -time.Second}},
-		{"negative pool size", Options{Addrs: []string{"h:1"}, PoolSize: -1}},
+		{"no address", redis.UniversalOptions{}},
+		{"address without port", redis.UniversalOptions{Addrs: []string{"localhost"}}},
+		{"several hosts in one address", redis.UniversalOptions{Addrs: []string{"h1:1,h2:2"}}},
+		{"negative db", redis.UniversalOptions{Addrs: []string{"h:1"}, DB: -1}},
+		{"cluster with a db other than 0", redis.UniversalOptions{Addrs: []string{"h:1", "h:2"}, DB: 1}},
+		{"negative timeout", redis.UniversalOptions{Addrs: []string{"h:1"}, ReadTimeout: -time.Second}},
+		{"negative pool size", redis.UniversalOptions{Addrs: []string{"h:1"}, PoolSize: -1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if s, err := New(tc.opts); err == nil {
+			if s, err := New(&tc.opts, Options{}); err == nil {
 				s.Close()
-				t.Fatalf("New(%v) succeeded; want an error", tc.opts)
+				t.Fatalf("New(%v) succeeded; want an error", tc.opts.Addrs)
 			}
 		})
 	}
 }
 
-func TestParseURL(t *testing.T) {
+func TestStringNamesTheDeploymentWithoutCredentials(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		url  string
-		want Options
+		opts redis.UniversalOptions
+		want string
 	}{
-		{"host and port", "redis://redis.internal:6380", Options{Addrs: []string{"redis.internal:6380"}}},
-		{"port defaults to 6379", "redis://redis.internal", Options{Addrs: []string{"redis.internal:6379"}}},
-		{"database from the path", "redis://h:1/3", Options{Addrs: []string{"h:1"}, DB: 3}},
-		{"empty path is database 0", "redis://h:1/", Options{Addrs: []string{"h:1"}}},
-		{"user and password", "redis://edge:s%40cret@h:1/0", Options{Addrs: []string{"h:1"}, Username: "edge", Password: "s@cret"}},
-		{"password only", "redis://:s3cret@h:1", Options{Addrs: []string{"h:1"}, Password: "s3cret"}},
-		{"rediss means TLS", "rediss://h:6380/1", Options{Addrs: []string{"h:6380"}, DB: 1, TLS: true}},
-		{"IPv6 host", "redis://[::1]:7000", Options{Addrs: []string{"[::1]:7000"}}},
+		{"single node", redis.UniversalOptions{Addrs: []string{"h:6380"}, Username: "edge", Password: "hunter2"}, "redis h:6380"},
+		{"single node, db", redis.UniversalOptions{Addrs: []string{"h:6380"}, DB: 2, Password: "hunter2"}, "redis h:6380 db 2"},
+		{"sentinel", redis.UniversalOptions{Addrs: []string{"s1:1", "s2:2"}, MasterName: "mymaster", Password: "hunter2"}, `redis s1:1,s2:2 (sentinel master "mymaster")`},
+		{"cluster", redis.UniversalOptions{Addrs: []string{"h:1", "h:2"}, Password: "hunter2"}, "redis h:1,h:2 (cluster)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := ParseURL(tc.url)
+			s, err := New(&tc.opts, Options{})
 			if err != nil {
-				t.Fatalf("ParseURL: %v", err)
+				t.Fatal(err)
 			}
-			if !reflect.DeepEqual(got, tc.want) {
-				t.Fatalf("ParseURL = %v; want %v", got, tc.want)
+			defer s.Close()
+			for _, format := range []string{"%v", "%+v", "%s"} {
+				if got := fmt.Sprintf(format, s); got != tc.want {
+					t.Errorf("%s of the store = %q; want %q", format, got, tc.want)
+				}
 			}
-		})
-	}
-}
-
-func TestParseURLRefusesWhatItCannotHonour(t *testing.T) {
-	for _, tc := range []struct{ name, url string }{
-		{"other scheme", "http://h:1"},
-		{"no host", "redis:///0"},
-		{"opaque", "redis:h:1"},
-		{"database not a number", "redis://h:1/zero"},
-		{"negative database", "redis://h:1/-1"},
-		{"query parameters", "redis://h:1/0?dial_timeout=1s"},
-		{"several hosts", "redis://h1:1,h2:2/0"},
-		{"bad port", "redis://:hunter2@h:port/0"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := ParseURL(tc.url)
-			if err == nil {
-				t.Fatalf("ParseURL(%q) succeeded; want an error", tc.url)
-			}
-			if strings.Contains(err.Error(), "hunter2") {
-				t.Fatalf("error leaks the password: %v", err)
+			if strings.Contains(s.String(), "hunter2") {
+				t.Error("String shows the password")
 			}
 		})
-	}
-}
-
-func TestOptionsStringRedactsThePassword(t *testing.T) {
-	o, err := ParseURL("rediss://edge:hunter2@h:6380/2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, format := range []string{"%v", "%+v", "%#v", "%s"} {
-		got := fmt.Sprintf(format, o)
-		if strings.Contains(got, "hunter2") {
-			t.Errorf("%s of Options shows the password: %s", format, got)
-		}
-		for _, visible := range []string{"h:6380", "edge", "REDACTED", "TLS:true"} {
-			if !strings.Contains(got, visible) {
-				t.Errorf("%s of Options = %s; want it to show %q", format, got, visible)
-			}
-		}
-	}
-	if o.Password != "hunter2" {
-		t.Fatal("String changed the password it redacts")
-	}
-	// Nothing to redact shows nothing redacted.
-	if got := (Options{Addrs: []string{"h:1"}}).String(); strings.Contains(got, "REDACTED") {
-		t.Errorf("String() = %s; want no redaction marker without a password", got)
 	}
 }
 
 func TestTLS(t *testing.T) {
 	t.Parallel()
 	srv := testredis.StartTLS(t)
-	opts, err := ParseURL(srv.URL())
+	opts, err := redis.ParseURL(srv.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -525,9 +504,9 @@ func TestTLS(t *testing.T) {
 		{"insecure_skip_verify reaches a server with an unknown certificate", true, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			o := opts
-			o.InsecureSkipVerify = tc.skipVerify
-			s := newStore(t, o)
+			tlsConf := opts.TLSConfig.Clone()
+			tlsConf.InsecureSkipVerify = tc.skipVerify
+			s := newStore(t, &redis.UniversalOptions{Addrs: []string{opts.Addr}, TLSConfig: tlsConf})
 			is := issuance("", time.Hour)
 			err := s.Issue(t.Context(), is)
 			if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil && err != nil) {
@@ -544,4 +523,62 @@ func TestTLS(t *testing.T) {
 			}
 		})
 	}
+}
+
+// wantTTLs checks that every key Issue wrote lives exactly as long as the
+// store's clock says it should: Redis's own clock, an hour ahead of the
+// store's here, must neither shorten nor lengthen it.
+func wantTTLs(t *testing.T, s *Store, raw redis.Cmdable, prefix string) {
+	t.Helper()
+	ctx := t.Context()
+	is := issuance(grant.HashToken(rand.Text()), time.Hour)
+	now := s.now()
+	is.Marks[0].Until = now.Add(90*time.Second + 300*time.Microsecond)
+	is.Access.Exp, is.Refresh.Exp = now.Add(time.Hour).Unix(), now.Add(2*time.Hour).Unix()
+	if err := s.Issue(ctx, is); err != nil {
+		t.Fatalf("Issue: %v", err)
+	}
+	for _, tc := range []struct {
+		key  string
+		want time.Duration
+	}{
+		// Rounded up to the millisecond: never shorter than asked.
+		{prefix + "jti:" + is.Marks[0].Key, 90*time.Second + time.Millisecond},
+		{prefix + "at:" + is.AccessHash, time.Unix(is.Access.Exp, 0).Sub(now)},
+		{prefix + "rt:" + is.RefreshHash, time.Unix(is.Refresh.Exp, 0).Sub(now)},
+		{prefix + "ch:" + is.Refresh.Chain, time.Unix(is.Refresh.Exp, 0).Sub(now)},
+	} {
+		got, err := raw.PTTL(ctx, tc.key).Result()
+		// Redis counts down from the write; a second covers a slow machine.
+		if err != nil || got > tc.want || got < tc.want-time.Second {
+			t.Errorf("PTTL %s = %v, %v; want %v", tc.key, got, err, tc.want)
+		}
+	}
+}
+
+func TestExpiriesAreMeasuredByTheGatewayClock(t *testing.T) {
+	t.Parallel()
+	// The gateway's clock runs an hour behind Redis's (or Redis's an hour
+	// ahead): absolute expiries would have expired every key at once.
+	behind := func() time.Time { return time.Now().Add(-time.Hour) }
+	t.Run("single node", func(t *testing.T) {
+		t.Parallel()
+		srv := testredis.Start(t)
+		raw := inspect(t, srv.Addr())
+		s := newStore(t, &redis.UniversalOptions{Addrs: []string{srv.Addr()}}, Options{Now: behind})
+		wantTTLs(t, s, raw, DefaultKeyPrefix)
+	})
+	t.Run("cluster", func(t *testing.T) {
+		t.Parallel()
+		nodes := testredis.StartCluster(t, 3)
+		addrs := make([]string, len(nodes))
+		for i, n := range nodes {
+			addrs[i] = n.Addr()
+		}
+		s := newStore(t, &redis.UniversalOptions{Addrs: addrs}, Options{Now: behind})
+		// A cluster client finds each key's node.
+		c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
+		t.Cleanup(func() { _ = c.Close() })
+		wantTTLs(t, s, c, DefaultKeyPrefix)
+	})
 }

@@ -2,25 +2,25 @@ package redisstore
 
 import "github.com/redis/go-redis/v9"
 
-// Script results.
+// Script results. A replay is answered with the held mark's key instead.
 const (
 	codeOK       = 0
-	codeReplay   = 1
 	codeNotFound = 2
 	codeReuse    = 3
 )
 
-// luaHelpers are shared by the scripts. join adds members to a chain set and
-// pushes its expiry to exp without ever pulling it in: NX sets it on a new
-// set, GT raises it on an old one. prune drops a few members whose keys have
+// luaHelpers are shared by the scripts. Expiries are times to live in
+// milliseconds. join adds members to a chain set and pushes its expiry to
+// ttl without ever pulling it in: NX sets it on a new set, GT raises it on
+// an old one. prune drops a few members whose keys have
 // expired, so that a chain refreshed for months keeps a set the size of its
 // live tokens, as Redis's own active expiry samples keys. delete removes
 // keys in batches, as unpack has a stack limit.
 const luaHelpers = `
-local function join(set, exp, ...)
+local function join(set, ttl, ...)
   redis.call('SADD', set, ...)
-  redis.call('EXPIREAT', set, exp, 'NX')
-  redis.call('EXPIREAT', set, exp, 'GT')
+  redis.call('PEXPIRE', set, ttl, 'NX')
+  redis.call('PEXPIRE', set, ttl, 'GT')
 end
 local function prune(set)
   for _, k in ipairs(redis.call('SRANDMEMBER', set, 4)) do
@@ -37,27 +37,28 @@ end
 // issueScript writes a grant if none of its replay marks is held by another.
 //
 //	KEYS: at key, rt key or '', chain key or '', mark keys...
-//	ARGV: at JSON, at exp, rt JSON, rt exp, chain exp, access hash (the
-//	      marks' value), then each mark's expiry in Unix milliseconds
+//	ARGV: at JSON, at TTL, rt JSON, rt TTL, chain TTL, access hash (the
+//	      marks' value), then each mark's TTL
 //
-// Returns codeReplay, or codeOK when written or when every held mark is
-// held by this very grant (a retry: the first attempt wrote everything).
+// Returns the key of a mark held by another grant (a replay), or codeOK
+// when written or when every held mark is held by this very grant (a
+// retry: the first attempt wrote everything).
 var issueScript = redis.NewScript(luaHelpers + `
 local held = false
 for i = 4, #KEYS do
   local owner = redis.call('GET', KEYS[i])
   if owner then
-    if owner ~= ARGV[6] then return 1 end
+    if owner ~= ARGV[6] then return KEYS[i] end
     held = true
   end
 end
 if held then return 0 end
 for i = 4, #KEYS do
-  redis.call('SET', KEYS[i], ARGV[6], 'PXAT', ARGV[i + 3])
+  redis.call('SET', KEYS[i], ARGV[6], 'PX', ARGV[i + 3])
 end
-redis.call('SET', KEYS[1], ARGV[1], 'EXAT', ARGV[2])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 if KEYS[2] ~= '' then
-  redis.call('SET', KEYS[2], ARGV[3], 'EXAT', ARGV[4])
+  redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
 end
 if KEYS[3] ~= '' then
   if KEYS[2] ~= '' then
@@ -74,7 +75,7 @@ return 0
 // the only place this script runs.
 //
 //	KEYS: old rt key, next at key, next rt key or ''
-//	ARGV: key prefix, at JSON, at exp, rt JSON, rt exp, chain exp, claimant
+//	ARGV: key prefix, at JSON, at TTL, rt JSON, rt TTL, chain TTL, claimant
 //
 // Returns codeNotFound, codeReuse (after deleting the chain) or codeOK
 // (also when the old token was rotated to this very claimant: a retry).
@@ -96,9 +97,9 @@ if rec.rotated == true then
   return 3
 end
 redis.call('SET', KEYS[1], string.sub(old, 1, -2) .. ',"rotated":true,"rotated_to":' .. cjson.encode(ARGV[7]) .. '}', 'KEEPTTL')
-redis.call('SET', KEYS[2], ARGV[2], 'EXAT', ARGV[3])
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 if KEYS[3] ~= '' then
-  redis.call('SET', KEYS[3], ARGV[4], 'EXAT', ARGV[5])
+  redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[5])
 end
 if set then
   if KEYS[3] ~= '' then
@@ -145,23 +146,23 @@ return {0, chain}
 // claimMarksScript claims replay marks on their own, all or none.
 //
 //	KEYS: mark keys
-//	ARGV: claimant (the marks' value), then each mark's expiry in Unix
-//	      milliseconds
+//	ARGV: claimant (the marks' value), then each mark's TTL
 //
-// Returns codeReplay, or codeOK when claimed or when every held mark is
-// held by this very claimant (a retry after a lost reply).
+// Returns the key of a mark held by another (a replay), or codeOK when
+// claimed or when every held mark is held by this very claimant (a retry
+// after a lost reply).
 var claimMarksScript = redis.NewScript(`
 local held = false
 for i = 1, #KEYS do
   local owner = redis.call('GET', KEYS[i])
   if owner then
-    if owner ~= ARGV[1] then return 1 end
+    if owner ~= ARGV[1] then return KEYS[i] end
     held = true
   end
 end
 if held then return 0 end
 for i = 1, #KEYS do
-  redis.call('SET', KEYS[i], ARGV[1], 'PXAT', ARGV[i + 1])
+  redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[i + 1])
 end
 return 0
 `)

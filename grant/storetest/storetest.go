@@ -8,8 +8,10 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant"
@@ -19,10 +21,10 @@ import (
 // make a lost update likely if the store had one.
 const raceWorkers = 20
 
-// Run runs the conformance suite. newStore is called once per subtest and
-// must return an empty-looking store (a shared backend is fine: the suite
-// uses fresh random keys); subtests run in parallel, so that the few that
-// wait for an expiry overlap.
+// Run runs the conformance suite but for expiry (see RunExpiry). newStore
+// is called once per subtest and must return an empty-looking store (a
+// shared backend is fine: the suite uses fresh random keys); subtests run
+// in parallel.
 func Run(t *testing.T, newStore func(t *testing.T) grant.Store) {
 	t.Helper()
 	for _, tc := range []struct {
@@ -33,6 +35,7 @@ func Run(t *testing.T, newStore func(t *testing.T) grant.Store) {
 		{"records round-trip every field", recordsRoundTrip},
 		{"stored records are not aliased by the caller", recordsNotAliased},
 		{"Issue with an existing replay mark returns ErrReplay and writes nothing", issueReplayWritesNothing},
+		{"a replay names the first held mark, in the order given", replayNamesFirstHeldMark},
 		{"a retried Issue of the same issuance is not a replay", issueRetryIsIdempotent},
 		{"Issue rejects an issuance it cannot store", issueRejectsMalformed},
 		{"Rotate of a live token marks it rotated and writes the next tokens", rotateLive},
@@ -58,44 +61,38 @@ func Run(t *testing.T, newStore func(t *testing.T) grant.Store) {
 			tc.test(t, s)
 		})
 	}
-	t.Run("expiry", func(t *testing.T) {
-		t.Parallel()
-		runExpiry(t, newStore(t))
-	})
 }
 
-// expiring is a rule about expiry: arm writes and returns when to check,
-// so that every rule waits out the same few hundred milliseconds once,
-// instead of each taking one of the few parallel test slots to sleep.
-type expiring struct {
-	name string
-	arm  func(t *testing.T, s grant.Store) (at time.Time, check func(t *testing.T))
-}
-
-func runExpiry(t *testing.T, s grant.Store) {
-	t.Cleanup(func() { _ = s.Close() })
-	rules := []expiring{
+// RunExpiry runs the expiry rules, each in a testing/synctest bubble whose
+// fake clock the store must read (time.Now), so that no rule waits out a
+// TTL in real time. newStore is called inside the bubble. A store that
+// leaves expiry to a server with a clock of its own cannot run in a bubble:
+// it proves instead that it hands the server the right time to live.
+func RunExpiry(t *testing.T, newStore func(t *testing.T) grant.Store) {
+	t.Helper()
+	for _, r := range []expiring{
 		{"a replay mark expires at its Until", markExpires},
 		{"records expire at their Exp", recordsExpire},
 		{"a chain lives as long as its longest-lived token", chainOutlivesItsTokens},
+	} {
+		t.Run(r.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				s := newStore(t)
+				defer func() { _ = s.Close() }()
+				at, check := r.arm(t, s)
+				// The bubble's clock jumps; stores expire with
+				// millisecond precision.
+				time.Sleep(time.Until(at) + time.Millisecond)
+				check(t)
+			})
+		})
 	}
-	checks := make([]func(t *testing.T), len(rules))
-	var last time.Time
-	for i, r := range rules {
-		var at time.Time
-		if !t.Run(r.name+" (before)", func(t *testing.T) { at, checks[i] = r.arm(t, s) }) {
-			continue
-		}
-		if at.After(last) {
-			last = at
-		}
-	}
-	sleepUntil(last)
-	for i, r := range rules {
-		if checks[i] != nil {
-			t.Run(r.name, checks[i])
-		}
-	}
+}
+
+// expiring is a rule about expiry: arm writes and returns when to check.
+type expiring struct {
+	name string
+	arm  func(t *testing.T, s grant.Store) (at time.Time, check func(t *testing.T))
 }
 
 // token is one token's hash and record, as the token endpoint would make it.
@@ -118,17 +115,39 @@ func newIssuance(chain string, ttl time.Duration, marks ...grant.Mark) *grant.Is
 		Marks:      marks,
 		AccessHash: randomID(),
 		Access: &grant.AccessRecord{
-			V: grant.RecordVersion, Sub: "alice", ClientID: "client-1", Scope: "read write",
-			Aud: []string{"api"}, Iss: "https://as.example", AssertionIss: "https://idp.example",
-			Iat: now.Unix(), Exp: exp, Tenant: "", Claims: map[string]json.RawMessage{}, Chain: chain,
+			TokenRecord: grant.TokenRecord{
+				V:            grant.RecordVersion,
+				Sub:          "alice",
+				ClientID:     "client-1",
+				Scope:        "read write",
+				Aud:          []string{"api"},
+				Iss:          "https://as.example",
+				AssertionIss: "https://idp.example",
+				Iat:          now.Unix(),
+				Exp:          exp,
+				Tenant:       "",
+				Claims:       map[string]json.RawMessage{},
+			},
+			Chain: chain,
 		},
 	}
 	if chain != "" {
 		is.RefreshHash = randomID()
 		is.Refresh = &grant.RefreshRecord{
-			V: grant.RecordVersion, Chain: chain, Sub: "alice", ClientID: "client-1", Scope: "read write",
-			Aud: []string{"api"}, Iss: "https://as.example", AssertionIss: "https://idp.example",
-			Iat: now.Unix(), Exp: exp, Tenant: "", Claims: map[string]json.RawMessage{},
+			TokenRecord: grant.TokenRecord{
+				V:            grant.RecordVersion,
+				Sub:          "alice",
+				ClientID:     "client-1",
+				Scope:        "read write",
+				Aud:          []string{"api"},
+				Iss:          "https://as.example",
+				AssertionIss: "https://idp.example",
+				Iat:          now.Unix(),
+				Exp:          exp,
+				Tenant:       "",
+				Claims:       map[string]json.RawMessage{},
+			},
+			Chain: chain,
 		}
 	}
 	return is
@@ -181,10 +200,6 @@ func rotated(rec *grant.RefreshRecord) *grant.RefreshRecord {
 	return &r
 }
 
-// sleepUntil waits until just past t; stores expire with millisecond
-// precision, so a few milliseconds of margin is enough.
-func sleepUntil(t time.Time) { time.Sleep(time.Until(t) + 20*time.Millisecond) }
-
 func issueWritesRecords(t *testing.T, s grant.Store) {
 	is := newIssuance(randomID(), time.Hour, mark(time.Minute))
 	mustIssue(t, s, is)
@@ -211,15 +226,38 @@ func recordsRoundTrip(t *testing.T, s grant.Store) {
 	is := &grant.Issuance{
 		AccessHash: randomID(),
 		Access: &grant.AccessRecord{
-			V: grant.RecordVersion, Sub: "sub ü", ClientID: "client-1", Scope: "",
-			Aud: []string{"api-1", "api-2"}, Iss: "https://as.example", AssertionIss: "https://idp.example",
-			Iat: now, Exp: now + 3600, Tenant: "", Claims: claims, JTI: "jti-1", Chain: chain,
+			TokenRecord: grant.TokenRecord{
+				V:            grant.RecordVersion,
+				Sub:          "sub ü",
+				ClientID:     "client-1",
+				Scope:        "",
+				Aud:          []string{"api-1", "api-2"},
+				Iss:          "https://as.example",
+				AssertionIss: "https://idp.example",
+				Iat:          now,
+				Exp:          now + 3600,
+				Tenant:       "",
+				Claims:       claims,
+			},
+			JTI:   "jti-1",
+			Chain: chain,
 		},
 		RefreshHash: randomID(),
 		Refresh: &grant.RefreshRecord{
-			V: grant.RecordVersion, Chain: chain, Sub: "sub ü", ClientID: "client-1", Scope: "read",
-			Aud: []string{"api-1", "api-2"}, Iss: "https://as.example", AssertionIss: "https://idp.example",
-			Iat: now, Exp: now + 7200, Tenant: "", Claims: claims,
+			TokenRecord: grant.TokenRecord{
+				V:            grant.RecordVersion,
+				Sub:          "sub ü",
+				ClientID:     "client-1",
+				Scope:        "read",
+				Aud:          []string{"api-1", "api-2"},
+				Iss:          "https://as.example",
+				AssertionIss: "https://idp.example",
+				Iat:          now,
+				Exp:          now + 7200,
+				Tenant:       "",
+				Claims:       claims,
+			},
+			Chain: chain,
 		},
 	}
 	mustIssue(t, s, is)
@@ -274,9 +312,11 @@ func issueReplayWritesNothing(t *testing.T, s grant.Store) {
 
 	fresh := mark(time.Minute)
 	replay := newIssuance(randomID(), time.Hour, fresh, seen)
-	if err := s.Issue(t.Context(), replay); !errors.Is(err, grant.ErrReplay) {
+	err := s.Issue(t.Context(), replay)
+	if !errors.Is(err, grant.ErrReplay) {
 		t.Fatalf("Issue with a seen mark: %v; want ErrReplay", err)
 	}
+	wantReplayOf(t, err, seen)
 	wantAccess(t, s, replay.AccessHash, nil)
 	wantRefresh(t, s, replay.RefreshHash, nil)
 	// The mark listed before the seen one was not claimed either.
@@ -305,6 +345,38 @@ func recordsExpire(t *testing.T, s grant.Store) (time.Time, func(*testing.T)) {
 	return time.Unix(max(is.Access.Exp, is.Refresh.Exp), 0), func(t *testing.T) {
 		wantAccess(t, s, is.AccessHash, nil)
 		wantRefresh(t, s, is.RefreshHash, nil)
+	}
+}
+
+// wantReplayOf fails unless err is a *grant.ReplayError naming m.
+func wantReplayOf(t *testing.T, err error, m grant.Mark) {
+	t.Helper()
+	var re *grant.ReplayError
+	if !errors.As(err, &re) {
+		t.Fatalf("replay error %v (%T) is not a *grant.ReplayError", err, err)
+	}
+	if re.Key != m.Key {
+		t.Fatalf("ReplayError names mark %.8s…; want %.8s…", re.Key, m.Key)
+	}
+}
+
+func replayNamesFirstHeldMark(t *testing.T, s grant.Store) {
+	a, b := mark(time.Minute), mark(time.Minute)
+	mustIssue(t, s, newIssuance("", time.Hour, a, b))
+	for _, tc := range []struct {
+		name  string
+		marks []grant.Mark
+		want  grant.Mark
+	}{
+		{"Issue, held mark last", []grant.Mark{mark(time.Minute), b}, b},
+		{"Issue, two held marks", []grant.Mark{b, a}, b},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			wantReplayOf(t, s.Issue(t.Context(), newIssuance("", time.Hour, tc.marks...)), tc.want)
+		})
+		t.Run("ClaimMarks"+strings.TrimPrefix(tc.name, "Issue"), func(t *testing.T) {
+			wantReplayOf(t, s.ClaimMarks(t.Context(), tc.marks), tc.want)
+		})
 	}
 }
 
@@ -576,9 +648,11 @@ func claimMarksAllOrNone(t *testing.T, s grant.Store) {
 	if err := s.ClaimMarks(ctx, []grant.Mark{a}); err != nil {
 		t.Fatalf("first claim: %v", err)
 	}
-	if err := s.ClaimMarks(ctx, []grant.Mark{b, a}); !errors.Is(err, grant.ErrReplay) {
+	err := s.ClaimMarks(ctx, []grant.Mark{b, a})
+	if !errors.Is(err, grant.ErrReplay) {
 		t.Fatalf("claim with a held mark: %v, want ErrReplay", err)
 	}
+	wantReplayOf(t, err, a)
 	// b must not have been taken by the refused claim.
 	if err := s.ClaimMarks(ctx, []grant.Mark{b, c}); err != nil {
 		t.Fatalf("a refused claim took a mark: %v", err)
