@@ -243,15 +243,6 @@ func (s *Server) claimMarks(ctx context.Context, marks []Mark) *Error {
 	return s.storeError("claim_marks", err)
 }
 
-// claimClientMarks claims the request's client assertion replay records,
-// if it has any.
-func (s *Server) claimClientMarks(req *tokenRequest) *Error {
-	if len(req.clientMarks) == 0 {
-		return nil
-	}
-	return s.claimMarks(req.ctx, req.clientMarks)
-}
-
 func clientReplay() *Error {
 	return invalidClient("client_replay", "client assertion has already been used")
 }
@@ -260,7 +251,7 @@ func clientReplay() *Error {
 // client's marks together with the grant's: the store names the mark that
 // existed. A replayed client assertion is the client's failure
 // (invalid_client), a replayed grant assertion invalid_grant.
-func (s *Server) replayError(req *tokenRequest, err error) *Error {
+func replayError(req *tokenRequest, err error) *Error {
 	var re *ReplayError
 	if errors.As(err, &re) {
 		for _, m := range req.clientMarks {

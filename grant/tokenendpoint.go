@@ -290,8 +290,10 @@ func (s *Server) issue(req *tokenRequest, g *granted) (*tokenResponse, *Error) {
 	if g.rotate != "" {
 		// A rotation claims no grant marks: the refresh token is its own
 		// replay guard. A client assertion's mark is claimed just before.
-		if oerr := s.claimClientMarks(req); oerr != nil {
-			return nil, oerr
+		if len(req.clientMarks) > 0 {
+			if oerr := s.claimMarks(req.ctx, req.clientMarks); oerr != nil {
+				return nil, oerr
+			}
 		}
 		err = s.cfg.Store.Rotate(req.ctx, g.rotate, is)
 	} else {
@@ -304,7 +306,7 @@ func (s *Server) issue(req *tokenRequest, g *granted) (*tokenResponse, *Error) {
 	case err == nil:
 		return resp, nil
 	case errors.Is(err, ErrReplay):
-		return nil, s.replayError(req, err)
+		return nil, replayError(req, err)
 	case errors.Is(err, ErrRefreshReuse):
 		return nil, invalidGrant("refresh_reuse", "refresh token has already been used; its grant is revoked")
 	case errors.Is(err, ErrNotFound):
