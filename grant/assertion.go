@@ -23,8 +23,8 @@ import (
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/keys"
 )
 
-// MaxAssertionSize bounds a compact JWS (check 1).
-const MaxAssertionSize = 16 << 10
+// maxAssertionSize bounds a compact JWS (check 1).
+const maxAssertionSize = 16 << 10
 
 // maxCandidateKeys bounds how many keys one assertion is tried against
 // (check 3), so that neither a large key set nor a kid can turn signature
@@ -66,12 +66,12 @@ type signedJWT struct {
 // assertion, the client's own constructor for a client assertion.
 type failFunc func(reason, desc string) *Error
 
-// parseJWT is check 1: a compact JWS of at most MaxAssertionSize, signed
+// parseJWT is check 1: a compact JWS of at most maxAssertionSize, signed
 // with an asymmetric algorithm (go-jose's allow-list refuses none, HS*
 // and anything unknown), without crit, b64, enc or zip header members,
 // whose payload is exactly one JSON object.
 func parseJWT(raw string, fail failFunc) (*signedJWT, *Error) {
-	if len(raw) > MaxAssertionSize {
+	if len(raw) > maxAssertionSize {
 		return nil, fail("too_large", "is too large")
 	}
 	if !canonicalCompact(raw) {
@@ -208,7 +208,7 @@ func (s *Server) validateAssertion(ctx context.Context, t *signedJWT, issuer *Is
 		a.Scope = splitScope(scope)
 	}
 	if jti != "" {
-		a.Mark = &Mark{Key: ReplayMarkKey("grant", "", issuer.Issuer, jti), Until: exp.Add(pol.ClockSkew)}
+		a.Mark = &Mark{Key: replayMarkKey("grant", "", issuer.Issuer, jti), Until: exp.Add(pol.ClockSkew)}
 	}
 	return a, nil
 }
@@ -400,7 +400,7 @@ func (t *signedJWT) copyClaims(names []string) map[string]json.RawMessage {
 	return out
 }
 
-// ReplayMarkKey is the store key of a replay record: a hash over the
+// replayMarkKey is the store key of a replay record: a hash over the
 // namespace ("grant" for grant assertions, "client" for client
 // assertions), the tenant, the issuer and the jti, each length-prefixed,
 // so that neither a separator in a name nor a long jti can make two marks
@@ -408,7 +408,7 @@ func (t *signedJWT) copyClaims(names []string) map[string]json.RawMessage {
 // "": every tenant that trusts the same iss shares its replay records
 // (SPEC §3.1 check 10), while a client id names a different client in
 // each tenant.
-func ReplayMarkKey(namespace, tenant, issuer, jti string) string {
+func replayMarkKey(namespace, tenant, issuer, jti string) string {
 	h := sha256.New()
 	var n [8]byte
 	for _, part := range [...]string{namespace, tenant, issuer, jti} {

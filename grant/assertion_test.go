@@ -254,7 +254,7 @@ func TestAssertionAttacks(t *testing.T) {
 		{name: "non-zero trailing bits are rejected", raw: parts[0] + "." + parts[1] + "." + flipTrailingBits(parts[2]), reason: "malformed"},
 		{name: "tampered payload is rejected", raw: parts[0] + "." + base64.RawURLEncoding.EncodeToString(tc) + "." + parts[2], reason: "bad_signature"},
 		{name: "tampered signature is rejected", raw: parts[0] + "." + parts[1] + "." + base64.RawURLEncoding.EncodeToString([]byte("garbage-signature")), reason: "bad_signature"},
-		{name: "oversized assertion is rejected", raw: strings.Repeat("a", MaxAssertionSize+1), reason: "too_large"},
+		{name: "oversized assertion is rejected", raw: strings.Repeat("a", maxAssertionSize+1), reason: "too_large"},
 		{name: "two parts are rejected", raw: parts[0] + "." + parts[1], reason: "malformed"},
 		{name: "padded base64 is rejected", raw: parts[0] + "=." + parts[1] + "." + parts[2], reason: "malformed"},
 		{name: "claims that are not an object are rejected", raw: rawJWS(map[string]any{"alg": "RS256"}, []int{1}, []byte("x")), reason: "malformed"},
@@ -347,11 +347,11 @@ func TestAssertionSubjectsAliasesClaims(t *testing.T) {
 func TestReplayMarkKeySeparatesNamespacesAndTenants(t *testing.T) {
 	keys := map[string]bool{}
 	for _, k := range []string{
-		ReplayMarkKey("grant", "", "idp", "j"),
-		ReplayMarkKey("client", "", "idp", "j"),
-		ReplayMarkKey("grant", "t1", "idp", "j"),
-		ReplayMarkKey("grant", "", "idp:j", ""),
-		ReplayMarkKey("grant", "", "idp", "j2"),
+		replayMarkKey("grant", "", "idp", "j"),
+		replayMarkKey("client", "", "idp", "j"),
+		replayMarkKey("grant", "t1", "idp", "j"),
+		replayMarkKey("grant", "", "idp:j", ""),
+		replayMarkKey("grant", "", "idp", "j2"),
 	} {
 		if keys[k] {
 			t.Fatalf("collision on %s", k)

@@ -213,7 +213,7 @@ func (s *Server) verifyClientAssertion(ctx context.Context, tenant *Tenant, c cr
 		return nil, nil, oerr
 	}
 	return client, &Mark{
-		Key:   ReplayMarkKey("client", tenant.Domain, client.ID, jti),
+		Key:   replayMarkKey("client", tenant.Domain, client.ID, jti),
 		Until: exp.Add(pol.ClockSkew),
 	}, nil
 }
@@ -274,7 +274,7 @@ func unverifiedIssuer(t *signedJWT, raw string) string {
 	if t != nil {
 		return t.iss
 	}
-	if len(raw) > MaxAssertionSize {
+	if len(raw) > maxAssertionSize {
 		return ""
 	}
 	parts := strings.Split(raw, ".")

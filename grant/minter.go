@@ -42,10 +42,10 @@ func randomID() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// AccessTokenJWTType is the typ header of a JWT access token (RFC 9068
+// accessTokenJWTType is the typ header of a JWT access token (RFC 9068
 // §2.1); a resource server checks it so that no other JWT signed with the
 // same key (an ID token, say) passes for an access token.
-const AccessTokenJWTType = "at+jwt"
+const accessTokenJWTType = "at+jwt"
 
 // reservedTokenClaims are the claim names a copied assertion claim may
 // not take in a JWT access token: the registered claims of RFC 7519 §4.1,
@@ -140,7 +140,7 @@ func (m *JWTMinter) Mint(rec *AccessRecord) (string, error) {
 	if rec.Tenant != "" {
 		claims["tenant"] = rec.Tenant
 	}
-	return keys.Sign(m.key, m.alg, m.kid, AccessTokenJWTType, claims)
+	return keys.Sign(m.key, m.alg, m.kid, accessTokenJWTType, claims)
 }
 
 // Interface guards

@@ -99,8 +99,8 @@ func TestJWTMinterSignsWithTheDefaultAlgorithmOfItsKey(t *testing.T) {
 			if hdr.KeyID != kid || m.KeyID() != kid {
 				t.Errorf("kid = %q, want the key's thumbprint %q", hdr.KeyID, kid)
 			}
-			if typ := hdr.ExtraHeaders[jose.HeaderType]; typ != AccessTokenJWTType {
-				t.Errorf("typ = %v, want %q", typ, AccessTokenJWTType)
+			if typ := hdr.ExtraHeaders[jose.HeaderType]; typ != accessTokenJWTType {
+				t.Errorf("typ = %v, want %q", typ, accessTokenJWTType)
 			}
 			pub := m.PublicJWKs()
 			if len(pub) != 1 || pub[0].Use != "sig" || pub[0].Algorithm != tc.alg || pub[0].KeyID != kid || !pub[0].IsPublic() {

@@ -15,9 +15,9 @@ import (
 	"go.uber.org/zap"
 )
 
-// MaxFormSize bounds the body of a token, introspection or revocation
+// maxFormSize bounds the body of a token, introspection or revocation
 // request.
-const MaxFormSize = 64 << 10
+const maxFormSize = 64 << 10
 
 // Server is the authorization server: the token, introspection,
 // revocation, metadata and JWKS endpoints over a Store. It knows nothing of
@@ -121,20 +121,20 @@ func (s *Server) Endpoints() map[string]http.HandlerFunc {
 }
 
 // readForm reads an application/x-www-form-urlencoded body of at most
-// MaxFormSize in which no parameter is repeated (RFC 6749 §3.2).
+// maxFormSize in which no parameter is repeated (RFC 6749 §3.2).
 func readForm(r *http.Request) (url.Values, *Error) {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/x-www-form-urlencoded" {
 		return nil, invalidRequest("bad_content_type", "content type must be application/x-www-form-urlencoded")
 	}
-	if r.ContentLength > MaxFormSize {
+	if r.ContentLength > maxFormSize {
 		return nil, tooLarge()
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, MaxFormSize+1))
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxFormSize+1))
 	if err != nil {
 		return nil, invalidRequest("bad_body", "request body could not be read")
 	}
-	if len(body) > MaxFormSize {
+	if len(body) > maxFormSize {
 		return nil, tooLarge()
 	}
 	form, err := url.ParseQuery(string(body))

@@ -84,7 +84,7 @@ func (e *ReplayError) Error() string { return ErrReplay.Error() }
 func (e *ReplayError) Is(target error) bool { return target == ErrReplay }
 
 // Mark is a replay record: Key is already the full hashed mark (see
-// ReplayMarkKey) and it must be kept until Until.
+// replayMarkKey) and it must be kept until Until.
 type Mark struct {
 	Key   string
 	Until time.Time
