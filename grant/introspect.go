@@ -111,39 +111,33 @@ type foundToken struct {
 func (s *Server) findToken(ctx context.Context, tenant *Tenant, token, hint, op string) (foundToken, *Error) {
 	hash := HashToken(token)
 	now := s.now().Unix()
+	live := func(rec *TokenRecord) bool { return rec.Exp > now && rec.Tenant == tenant.Domain }
 	var found foundToken
-	access := func() *Error {
+	access := func() error {
 		rec, err := s.cfg.Store.Access(ctx, hash)
-		switch {
-		case errors.Is(err, ErrNotFound):
-			return nil
-		case err != nil:
-			return s.storeError(op, err)
-		}
-		if rec.Exp > now && rec.Tenant == tenant.Domain {
+		if err == nil && live(&rec.TokenRecord) {
 			found.access = rec
 		}
-		return nil
+		return err
 	}
-	refresh := func() *Error {
+	refresh := func() error {
 		rec, err := s.cfg.Store.Refresh(ctx, hash)
-		switch {
-		case errors.Is(err, ErrNotFound):
-			return nil
-		case err != nil:
-			return s.storeError(op, err)
-		}
-		if rec.Exp > now && rec.Tenant == tenant.Domain {
+		if err == nil && live(&rec.TokenRecord) {
 			found.refresh = rec
 		}
-		return nil
+		return err
 	}
-	first, second := access, refresh
+	lookups := [2]func() error{access, refresh}
 	if hint == "refresh_token" {
-		first, second = refresh, access
+		lookups[0], lookups[1] = refresh, access
 	}
-	if oerr := first(); oerr != nil || found.access != nil || found.refresh != nil {
-		return found, oerr
+	for _, lookup := range lookups {
+		if err := lookup(); err != nil && !errors.Is(err, ErrNotFound) {
+			return found, s.storeError(op, err)
+		}
+		if found.access != nil || found.refresh != nil {
+			break
+		}
 	}
-	return found, second()
+	return found, nil
 }
