@@ -23,12 +23,14 @@ func withClientURL(r *http.Request) *http.Request {
 	if len(r.Header.Values("DPoP")) == 0 {
 		return r
 	}
-	orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request)
-	if !ok || orig.URL == nil {
-		orig = *r
+	// Caddy's copy of the original request keeps its URL only; no
+	// rewrite changes the connection or Host, so those are r's.
+	orig := r.URL
+	if o, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok && o.URL != nil {
+		orig = o.URL
 	}
-	u := &url.URL{Scheme: "http", Host: orig.Host, Path: orig.URL.Path, RawPath: orig.URL.RawPath}
-	if orig.TLS != nil {
+	u := &url.URL{Scheme: "http", Host: r.Host, Path: orig.Path, RawPath: orig.RawPath}
+	if r.TLS != nil {
 		u.Scheme = "https"
 	}
 	if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); trusted {
