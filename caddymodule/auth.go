@@ -48,6 +48,10 @@ type AuthHandler struct {
 	// Realm is the realm of the WWW-Authenticate challenge (an extension
 	// of SPEC §2.2). Default jwt_grant.
 	Realm string `json:"realm,omitempty"`
+	// DPoP is "allowed" (default: Bearer tokens, and DPoP-bound tokens
+	// with their proofs), "required" (only DPoP-bound tokens) or "off"
+	// (only Bearer tokens) (RFC 9449, SPEC §8).
+	DPoP string `json:"dpop,omitempty"`
 
 	now      func() time.Time // the clock: the package clock unless a test set its own
 	verifier *grant.Verifier
@@ -82,6 +86,7 @@ func (a *AuthHandler) Provision(ctx caddy.Context) error {
 		Scope:    a.Scope,
 		Tenant:   a.Tenant,
 		Realm:    a.Realm,
+		DPoP:     a.DPoP,
 		Logger:   a.logger,
 		Observer: m,
 		Now:      a.now,
@@ -93,7 +98,8 @@ func (a *AuthHandler) Provision(ctx caddy.Context) error {
 	// which the hot path need not pay.
 	a.ok = m.authRequests.WithLabelValues("ok")
 	a.outcomes = map[string]prometheus.Counter{}
-	for _, reason := range []string{"missing_token", "unknown_token", "expired", "wrong_audience", "wrong_tenant", "insufficient_scope", "store_unavailable"} {
+	for _, reason := range []string{"missing_token", "unknown_token", "expired", "wrong_audience", "wrong_tenant", "insufficient_scope", "store_unavailable",
+		"two_credentials", "invalid_dpop_proof", "bound_as_bearer", "dpop_required", "unbound_as_dpop", "dpop_off"} {
 		a.outcomes[reason] = m.authRequests.WithLabelValues(reason)
 	}
 	return nil
@@ -102,13 +108,13 @@ func (a *AuthHandler) Provision(ctx caddy.Context) error {
 // Validate rejects what the configuration itself shows to be wrong; the
 // Caddyfile adapter runs it too, so that `caddy adapt` fails.
 func (a *AuthHandler) Validate() error {
-	return grant.VerifierConfig{Audience: a.Audience, Scope: a.Scope, Tenant: a.Tenant, Realm: a.Realm}.Check()
+	return grant.VerifierConfig{Audience: a.Audience, Scope: a.Scope, Tenant: a.Tenant, Realm: a.Realm, DPoP: a.DPoP}.Check()
 }
 
 // ServeHTTP verifies the bearer token and either answers the refusal or
 // passes the request on with the placeholders set.
 func (a *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	rec, oerr := a.verifier.Verify(r.Context(), grant.BearerToken(r))
+	rec, oerr := a.verifier.Authenticate(withClientURL(r))
 	if oerr != nil {
 		if c := a.outcomes[oerr.Reason]; c != nil {
 			c.Inc()
@@ -146,6 +152,11 @@ func userPlaceholders(rec *grant.AccessRecord) caddy.ReplacerFunc {
 			return rec.Scope, true
 		case "tenant":
 			return rec.Tenant, true
+		case "cnf_jkt":
+			if rec.Cnf != nil {
+				return rec.Cnf.JKT, true
+			}
+			return "", true
 		}
 		claim, ok := strings.CutPrefix(name, "claim.")
 		if !ok {
@@ -181,6 +192,7 @@ func parseAuthCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, er
 //	    scope    <scope>...
 //	    tenant   <domain> | *
 //	    realm    <realm>
+//	    dpop     required | allowed | off
 //	}
 //
 // store takes the same forms as in jwt_grant. store, tenant and realm may
@@ -211,6 +223,8 @@ func (a *AuthHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			a.Tenant, err = oneArg(d)
 		case "realm":
 			a.Realm, err = oneArg(d)
+		case "dpop":
+			a.DPoP, err = oneArg(d)
 		default:
 			return d.Errf("jwt_grant_auth: unknown option %q", opt)
 		}

@@ -61,6 +61,8 @@ func parseHandlerCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //	    clock_skew             <duration>
 //	    max_assertion_lifetime <duration>
 //	    require_jti            on | off
+//	    dpop_algorithms        <alg>...
+//	    dpop_proof_lifetime    <duration>
 //
 //	    secret_concurrency <n>
 //
@@ -95,6 +97,7 @@ func parseHandlerCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //	        scopes            <scope>...
 //	        access_token_ttl  <duration>
 //	        refresh_token_ttl <duration> | off
+//	        dpop              required
 //	    }
 //
 //	    tenant <domain> {
@@ -119,7 +122,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	seen := map[string]bool{}
 	for d.NextBlock(0) {
 		opt := d.Val()
-		if err := once(d, seen, "jwt_grant", "trusted_issuer", "client", "tenant"); err != nil {
+		if err := once(d, seen, "jwt_grant", "trusted_issuer", "client", "tenant", "dpop_algorithms"); err != nil {
 			return err
 		}
 		var err error
@@ -154,6 +157,15 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.MaxAssertionLifetime, err = durationArg(d)
 		case "require_jti":
 			h.RequireJTI, err = onOff(d)
+		case "dpop_algorithms":
+			h.DPoPAlgorithms, err = appendArgs(d, h.DPoPAlgorithms)
+			for _, alg := range h.DPoPAlgorithms {
+				if err == nil && !keys.IsAsymmetric(alg) {
+					err = d.Errf("jwt_grant: dpop_algorithms: unknown or unsupported algorithm %q", alg)
+				}
+			}
+		case "dpop_proof_lifetime":
+			h.DPoPProofLifetime, err = durationArg(d)
 		case "secret_concurrency":
 			h.SecretConcurrency, err = positiveInt(d)
 		case "token_format":
@@ -338,6 +350,11 @@ func parseClient(d *caddyfile.Dispenser, parent string) (ClientConfig, error) {
 			cc.AccessTokenTTL, err = durationArg(d)
 		case "refresh_token_ttl":
 			cc.RefreshTokenTTL, err = durationOrOff(d)
+		case "dpop":
+			cc.DPoP, err = oneArg(d)
+			if err == nil && cc.DPoP != "required" {
+				err = d.Errf("%s: dpop must be required, not %q", where, cc.DPoP)
+			}
 		default:
 			var known bool
 			if known, err = parseKeySource(d, &cc.KeySourceConfig); !known {

@@ -62,6 +62,13 @@ type Handler struct {
 	// replay-checked either way. Default false.
 	RequireJTI bool `json:"require_jti,omitempty"`
 
+	// DPoPAlgorithms are the JWS algorithms a DPoP proof (RFC 9449) may
+	// use. Default every asymmetric algorithm.
+	DPoPAlgorithms []string `json:"dpop_algorithms,omitempty"`
+	// DPoPProofLifetime bounds how far a proof's iat may lie from now,
+	// plus clock_skew; its jti is single-use that long. Default 60s.
+	DPoPProofLifetime caddy.Duration `json:"dpop_proof_lifetime,omitempty"`
+
 	// SecretConcurrency bounds the uncached client secret hash comparisons
 	// running at once; a request that waits more than 1s for its turn gets
 	// 503. Default: the number of CPUs.
@@ -176,6 +183,9 @@ type ClientConfig struct {
 	// RefreshTokenTTL overrides the handler's refresh token lifetime for
 	// this client; 0 means no refresh tokens for it.
 	RefreshTokenTTL *caddy.Duration `json:"refresh_token_ttl,omitempty"`
+	// DPoP "required" refuses its token requests without a DPoP proof
+	// (dpop_bound_access_tokens). Default: a proof is optional.
+	DPoP string `json:"dpop,omitempty"`
 
 	line int // Caddyfile line of the block, for error messages
 }
@@ -258,6 +268,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		MetadataPath:      path(h.MetadataPath, defaultMetadataPath),
 		JWKSPath:          path(h.JWKSPath, defaultJWKSPath),
 		Policy:            pol,
+		DPoPAlgorithms:    h.DPoPAlgorithms,
+		DPoPProofLifetime: time.Duration(h.DPoPProofLifetime),
 		AccessTokenTTL:    time.Hour,
 		RefreshTokenTTL:   24 * time.Hour,
 		Tenants:           map[string]*grant.Tenant{},
@@ -334,6 +346,7 @@ func (h *Handler) buildTenant(ctx caddy.Context, tc TenantConfig, m *metrics) (*
 		c := &grant.Client{
 			ID: cc.ID, GrantTypes: cc.GrantTypes, Issuers: cc.Issuers,
 			Audience: cc.Audience, Scopes: cc.Scopes, AccessTTL: time.Duration(cc.AccessTokenTTL),
+			DPoPRequired: cc.DPoP == "required",
 		}
 		if len(c.GrantTypes) == 0 {
 			c.GrantTypes = []string{grant.GrantJWTBearer, grant.GrantRefreshToken}
@@ -390,7 +403,7 @@ func (h *Handler) keySet(ks KeySourceConfig, kind, name string, m *metrics) (key
 // ServeHTTP answers on the endpoints' paths and passes anything else on.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	if serve, ok := h.paths[r.URL.Path]; ok {
-		serve(w, r)
+		serve(w, withClientURL(r))
 		return nil
 	}
 	return next.ServeHTTP(w, r)

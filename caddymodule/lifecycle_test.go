@@ -455,6 +455,7 @@ func TestMetadataDocumentDescribesTheConfiguredServer(t *testing.T) {
 		"token_endpoint_auth_methods_supported":         []any{"client_secret_basic", "client_secret_post"},
 		"introspection_endpoint_auth_methods_supported": []any{"client_secret_basic", "client_secret_post"},
 		"revocation_endpoint_auth_methods_supported":    []any{"client_secret_basic", "client_secret_post"},
+		"dpop_signing_alg_values_supported":             []any{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"},
 	}
 	got, _ := json.Marshal(r.body)
 	wantJSON, _ := json.Marshal(want)

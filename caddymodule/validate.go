@@ -92,6 +92,9 @@ func (h *Handler) Validate() error {
 	if err := validateTenant(top, TenantConfig{Issuers: h.Issuers, Clients: h.Clients}); err != nil {
 		return err
 	}
+	if err := h.validateDPoP(top); err != nil {
+		return err
+	}
 	seen := map[string]bool{}
 	for _, t := range h.Tenants {
 		if t.Domain == "" {

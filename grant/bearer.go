@@ -33,6 +33,16 @@ type VerifierConfig struct {
 	Tenant string
 	// Realm of the WWW-Authenticate challenges. Default "jwt_grant".
 	Realm string
+	// DPoP is DPoPAllowed (""), DPoPRequired or DPoPOff: whether
+	// Authenticate accepts DPoP-bound tokens with proofs, and Bearer
+	// tokens (SPEC §8).
+	DPoP string
+	// DPoPAlgorithms, DPoPProofLifetime and ClockSkew check the proofs as
+	// the token endpoint does; defaults keys.DefaultAlgorithms,
+	// DefaultDPoPProofLifetime and DefaultPolicy's clock skew.
+	DPoPAlgorithms    []string
+	DPoPProofLifetime time.Duration
+	ClockSkew         *time.Duration
 
 	Logger   *zap.Logger
 	Observer Observer
@@ -56,11 +66,14 @@ type Verifier struct {
 	// refusal path allocates no more than the success path.
 	missing, unknown, expired, wrongAudience, wrongTenant, noScope, down *Error
 	answers                                                              map[*Error]bearerAnswer
+
+	dpop verifierDPoP
 }
 
 // bearerAnswer is the response to one kind of refusal.
 type bearerAnswer struct {
 	challenge  string // WWW-Authenticate, "" for none
+	challenge2 string // a second WWW-Authenticate value, "" for none
 	retryAfter string // Retry-After, "" for none
 	body       []byte
 	length     string // Content-Length
@@ -86,7 +99,7 @@ func (cfg VerifierConfig) Check() error {
 	if cfg.Tenant != AnyTenant && strings.Contains(cfg.Tenant, "*") {
 		return fmt.Errorf("tenant %q: only a single * (any tenant) is a wildcard", cfg.Tenant)
 	}
-	return nil
+	return cfg.checkDPoP()
 }
 
 // NewVerifier checks cfg and returns a Verifier.
@@ -144,6 +157,9 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 		v.wrongTenant:   answer(base+`, error="invalid_token"`, v.wrongTenant),
 		v.noScope:       answer(base+`, error="insufficient_scope", scope="`+joinScope(cfg.Scope)+`"`, v.noScope),
 		v.down:          answer("", v.down),
+	}
+	if err := v.setupDPoP(cfg, base); err != nil {
+		return nil, err
 	}
 	return v, nil
 }
@@ -236,6 +252,9 @@ func (v *Verifier) WriteError(w http.ResponseWriter, e *Error) {
 	h := w.Header()
 	if a.challenge != "" {
 		h.Set("WWW-Authenticate", a.challenge)
+	}
+	if a.challenge2 != "" {
+		h.Add("WWW-Authenticate", a.challenge2)
 	}
 	if a.retryAfter != "" {
 		h.Set("Retry-After", a.retryAfter)

@@ -252,6 +252,9 @@ func clientReplay() *Error {
 // existed. A replayed client assertion is the client's failure
 // (invalid_client), a replayed grant assertion invalid_grant.
 func replayError(req *tokenRequest, err error) *Error {
+	if isDPoPReplay(req, err) {
+		return dpopReplay()
+	}
 	var re *ReplayError
 	if errors.As(err, &re) {
 		for _, m := range req.clientMarks {

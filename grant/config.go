@@ -91,6 +91,9 @@ type Client struct {
 	// negative RefreshTTL means no refresh tokens.
 	AccessTTL  time.Duration
 	RefreshTTL time.Duration
+	// DPoPRequired refuses its token requests without a DPoP proof
+	// (dpop_bound_access_tokens, RFC 9449 §5.2).
+	DPoPRequired bool
 }
 
 // Tenant is a set of trusted issuers and clients, selected at the token
@@ -131,6 +134,13 @@ type Config struct {
 	JWKSPath          string
 
 	Policy Policy
+
+	// DPoPAlgorithms are the algorithms a DPoP proof may use; default
+	// keys.DefaultAlgorithms.
+	DPoPAlgorithms []string
+	// DPoPProofLifetime bounds how far a proof's iat may lie from now,
+	// plus the policy's clock skew; default DefaultDPoPProofLifetime.
+	DPoPProofLifetime time.Duration
 
 	AccessTokenTTL time.Duration
 	// RefreshTokenTTL of zero means refresh tokens are never issued.

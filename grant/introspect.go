@@ -57,7 +57,7 @@ func (s *Server) introspect(r *http.Request) (any, *Error) {
 	var resp any = inactive{}
 	switch {
 	case found.access != nil:
-		resp = activeAccess{true, found.access, "Bearer"}
+		resp = activeAccess{true, found.access, tokenType(found.access.Cnf)}
 	case found.refresh != nil && !found.refresh.Rotated:
 		resp = activeRefresh{true, found.refresh, "refresh_token"}
 	}

@@ -40,6 +40,9 @@ type Metadata struct {
 	IntrospectionEndpointAuthSigningAlgValuesSupported []string `json:"introspection_endpoint_auth_signing_alg_values_supported,omitempty"`
 	RevocationEndpointAuthMethodsSupported             []string `json:"revocation_endpoint_auth_methods_supported,omitempty"`
 	RevocationEndpointAuthSigningAlgValuesSupported    []string `json:"revocation_endpoint_auth_signing_alg_values_supported,omitempty"`
+	// DPoPSigningAlgValuesSupported are the algorithms of DPoP proofs
+	// (RFC 9449 §5.1): every token request may carry one.
+	DPoPSigningAlgValuesSupported []string `json:"dpop_signing_alg_values_supported,omitempty"`
 }
 
 // Metadata returns the server's metadata document, derived from its
@@ -47,10 +50,11 @@ type Metadata struct {
 func (s *Server) Metadata() *Metadata {
 	base := strings.TrimRight(s.cfg.IssuerURL, "/")
 	m := &Metadata{
-		Issuer:                 s.cfg.IssuerURL,
-		TokenEndpoint:          s.tokenURL,
-		ResponseTypesSupported: []string{},
-		GrantTypesSupported:    []string{GrantTypeJWTBearer},
+		Issuer:                        s.cfg.IssuerURL,
+		TokenEndpoint:                 s.tokenURL,
+		ResponseTypesSupported:        []string{},
+		GrantTypesSupported:           []string{GrantTypeJWTBearer},
+		DPoPSigningAlgValuesSupported: s.dpop.algs,
 	}
 	if s.cfg.JWKSPath != "" {
 		m.JWKSURI = base + s.cfg.JWKSPath

@@ -52,6 +52,7 @@ func TestMetadataListsExactlyWhatIsConfigured(t *testing.T) {
 			"introspection_endpoint":                        lcIssuerURL + "/oauth2/introspect",
 			"revocation_endpoint":                           lcIssuerURL + "/oauth2/revoke",
 			"response_types_supported":                      []any{},
+			"dpop_signing_alg_values_supported":             strs(keys.DefaultAlgorithms...),
 			"grant_types_supported":                         strs(grant.GrantTypeJWTBearer, "refresh_token"),
 			"token_endpoint_auth_methods_supported":         secretMethods,
 			"introspection_endpoint_auth_methods_supported": secretMethods,
@@ -67,6 +68,7 @@ func TestMetadataListsExactlyWhatIsConfigured(t *testing.T) {
 			"token_endpoint":                        lcIssuerURL + "/oauth2/token",
 			"jwks_uri":                              lcIssuerURL + "/oauth2/jwks",
 			"response_types_supported":              []any{},
+			"dpop_signing_alg_values_supported":     strs(keys.DefaultAlgorithms...),
 			"grant_types_supported":                 strs(grant.GrantTypeJWTBearer),
 			"token_endpoint_auth_methods_supported": secretMethods,
 		}},
@@ -79,12 +81,13 @@ func TestMetadataListsExactlyWhatIsConfigured(t *testing.T) {
 			}
 			c.Tenants["acme"].Clients["k"] = keyClient
 		}, map[string]any{
-			"issuer":                                lcIssuerURL,
-			"token_endpoint":                        lcIssuerURL + "/oauth2/token",
-			"revocation_endpoint":                   lcIssuerURL + "/oauth2/revoke",
-			"response_types_supported":              []any{},
-			"grant_types_supported":                 strs(grant.GrantTypeJWTBearer),
-			"token_endpoint_auth_methods_supported": strs("client_secret_basic", "client_secret_post", "private_key_jwt"),
+			"issuer":                                                lcIssuerURL,
+			"token_endpoint":                                        lcIssuerURL + "/oauth2/token",
+			"revocation_endpoint":                                   lcIssuerURL + "/oauth2/revoke",
+			"response_types_supported":                              []any{},
+			"dpop_signing_alg_values_supported":                     strs(keys.DefaultAlgorithms...),
+			"grant_types_supported":                                 strs(grant.GrantTypeJWTBearer),
+			"token_endpoint_auth_methods_supported":                 strs("client_secret_basic", "client_secret_post", "private_key_jwt"),
 			"token_endpoint_auth_signing_alg_values_supported":      strs(keys.DefaultAlgorithms...),
 			"revocation_endpoint_auth_methods_supported":            strs("client_secret_basic", "client_secret_post", "private_key_jwt"),
 			"revocation_endpoint_auth_signing_alg_values_supported": strs(keys.DefaultAlgorithms...),
@@ -94,11 +97,12 @@ func TestMetadataListsExactlyWhatIsConfigured(t *testing.T) {
 			c.Tenants = map[string]*grant.Tenant{"": {Issuers: map[string]*grant.Issuer{"https://idp": lcIssuer()},
 				Clients: map[string]*grant.Client{"k": keyClient}}}
 		}, map[string]any{
-			"issuer":                                lcIssuerURL,
-			"token_endpoint":                        lcIssuerURL + "/oauth2/token",
-			"response_types_supported":              []any{},
-			"grant_types_supported":                 strs(grant.GrantTypeJWTBearer),
-			"token_endpoint_auth_methods_supported": strs("private_key_jwt"),
+			"issuer":                                           lcIssuerURL,
+			"token_endpoint":                                   lcIssuerURL + "/oauth2/token",
+			"response_types_supported":                         []any{},
+			"dpop_signing_alg_values_supported":                strs(keys.DefaultAlgorithms...),
+			"grant_types_supported":                            strs(grant.GrantTypeJWTBearer),
+			"token_endpoint_auth_methods_supported":            strs("private_key_jwt"),
 			"token_endpoint_auth_signing_alg_values_supported": strs(keys.DefaultAlgorithms...),
 		}},
 	}

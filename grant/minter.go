@@ -140,6 +140,9 @@ func (m *JWTMinter) Mint(rec *AccessRecord) (string, error) {
 	if rec.Tenant != "" {
 		claims["tenant"] = rec.Tenant
 	}
+	if rec.Cnf != nil {
+		claims["cnf"] = rec.Cnf
+	}
 	return keys.Sign(m.key, m.alg, m.kid, accessTokenJWTType, claims)
 }
 

@@ -23,6 +23,9 @@ type TokenRecord struct {
 	Exp          int64                      `json:"exp"`
 	Tenant       string                     `json:"tenant"`
 	Claims       map[string]json.RawMessage `json:"claims"`
+	// Cnf binds the token to the key of a DPoP proof (RFC 9449 §6); absent
+	// for a bearer token.
+	Cnf *Confirmation `json:"cnf,omitempty"`
 }
 
 // AccessRecord is what the store keeps for a live access token, under

@@ -53,7 +53,7 @@ func (s *Server) refresh(req *tokenRequest) (*tokenResponse, *Error) {
 	}
 	return s.issue(req, &granted{
 		sub: rec.Sub, assertionIss: rec.AssertionIss, claims: rec.Claims, scope: scope,
-		aud: rec.Aud, chain: rec.Chain, firstScope: rec.Scope, rotate: hash,
+		aud: rec.Aud, chain: rec.Chain, firstScope: rec.Scope, rotate: hash, boundJKT: boundJKT(rec.Cnf),
 	})
 }
 

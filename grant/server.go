@@ -29,6 +29,7 @@ type Server struct {
 	audiences []string
 	tokenURL  string
 	minter    Minter
+	dpop      *dpopChecker
 	log       *zap.Logger
 	obs       Observer
 	now       func() time.Time
@@ -84,6 +85,10 @@ func New(cfg Config) (*Server, error) {
 		now:      cfg.Now,
 	}
 	s.audiences = []string{cfg.IssuerURL, s.tokenURL}
+	var err error
+	if s.dpop, err = newDPoPChecker(cfg.DPoPAlgorithms, cfg.DPoPProofLifetime, cfg.Policy.ClockSkew); err != nil {
+		return nil, err
+	}
 	if s.minter == nil {
 		s.minter = opaqueMinter{}
 	}

@@ -42,6 +42,8 @@ type tokenRequest struct {
 	clientMarks []Mark
 	issuer      *Issuer
 	subject     string
+	// dpop is the request's checked DPoP proof, nil without one.
+	dpop *dpopProof
 }
 
 // clientID is the client the request is for, as far as it is known.
@@ -109,6 +111,9 @@ func (s *Server) token(r *http.Request, req *tokenRequest) (*tokenResponse, *Err
 	}
 	req.now = s.now()
 	req.grantType = req.form.Get("grant_type")
+	if req.dpop, oerr = s.tokenProof(r, req.now); oerr != nil {
+		return nil, oerr
+	}
 	switch req.grantType {
 	case "":
 		return nil, invalidRequest("missing_grant_type", "grant_type is required")
@@ -223,6 +228,8 @@ type granted struct {
 	aud               []string
 	chain, firstScope string
 	rotate            string
+	// boundJKT is the key a refreshed chain is bound to, "" if none.
+	boundJKT string
 }
 
 // lifetimes returns the access and refresh token lifetimes for client
@@ -248,6 +255,10 @@ func (s *Server) lifetimes(client *Client) (access, refresh time.Duration) {
 // issue mints the tokens of a grant and stores them with the replay marks
 // in one atomic write. Nothing is answered unless the write succeeded.
 func (s *Server) issue(req *tokenRequest, g *granted) (*tokenResponse, *Error) {
+	accessCnf, refreshCnf, oerr := checkDPoPBinding(req, g)
+	if oerr != nil {
+		return nil, oerr
+	}
 	accessTTL, refreshTTL := s.lifetimes(req.client)
 	clientID := req.clientID()
 	aud := g.aud
@@ -265,7 +276,7 @@ func (s *Server) issue(req *tokenRequest, g *granted) (*tokenResponse, *Error) {
 	base := TokenRecord{
 		V: RecordVersion, Sub: g.sub, ClientID: clientID, Scope: joinScope(g.scope), Aud: aud,
 		Iss: s.cfg.IssuerURL, AssertionIss: g.assertionIss, Iat: iat, Exp: iat + int64(accessTTL/time.Second),
-		Tenant: req.tenant.Domain, Claims: claims,
+		Tenant: req.tenant.Domain, Claims: claims, Cnf: accessCnf,
 	}
 	at := &AccessRecord{TokenRecord: base}
 	access, err := s.minter.Mint(at)
@@ -274,7 +285,7 @@ func (s *Server) issue(req *tokenRequest, g *granted) (*tokenResponse, *Error) {
 		return nil, newError(CodeServerError, http.StatusInternalServerError, "mint", "token could not be issued")
 	}
 	is := &Issuance{AccessHash: HashToken(access), Access: at}
-	resp := &tokenResponse{AccessToken: access, TokenType: "Bearer", ExpiresIn: at.Exp - iat, Scope: at.Scope}
+	resp := &tokenResponse{AccessToken: access, TokenType: tokenType(accessCnf), ExpiresIn: at.Exp - iat, Scope: at.Scope}
 	if refreshTTL > 0 {
 		chain, firstScope := g.chain, g.firstScope
 		if chain == "" {
@@ -284,14 +295,15 @@ func (s *Server) issue(req *tokenRequest, g *granted) (*tokenResponse, *Error) {
 		resp.RefreshToken = randomToken()
 		is.RefreshHash = HashToken(resp.RefreshToken)
 		rt := base
-		rt.Scope, rt.Exp = firstScope, iat+int64(refreshTTL/time.Second)
+		rt.Scope, rt.Exp, rt.Cnf = firstScope, iat+int64(refreshTTL/time.Second), refreshCnf
 		is.Refresh = &RefreshRecord{TokenRecord: rt, Chain: chain}
 	}
 	if g.rotate != "" {
 		// A rotation claims no grant marks: the refresh token is its own
-		// replay guard. A client assertion's mark is claimed just before.
-		if len(req.clientMarks) > 0 {
-			if oerr := s.claimMarks(req.ctx, req.clientMarks); oerr != nil {
+		// replay guard. A client assertion's mark and a DPoP proof's are
+		// claimed just before.
+		if marks := appendDPoPMark(req.clientMarks, req.dpop); len(marks) > 0 {
+			if oerr := s.claimRequestMarks(req, marks); oerr != nil {
 				return nil, oerr
 			}
 		}
@@ -299,7 +311,7 @@ func (s *Server) issue(req *tokenRequest, g *granted) (*tokenResponse, *Error) {
 	} else {
 		// Client marks first: a store names the first mark it finds held,
 		// and a replayed client assertion is the client's failure.
-		is.Marks = append(slices.Clip(req.clientMarks), g.marks...)
+		is.Marks = appendDPoPMark(append(slices.Clip(req.clientMarks), g.marks...), req.dpop)
 		err = s.cfg.Store.Issue(req.ctx, is)
 	}
 	switch {
