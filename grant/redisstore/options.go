@@ -34,6 +34,15 @@ type Options struct {
 	// Redis as durations measured by it, so that a Redis whose clock runs
 	// ahead cannot shorten a replay mark (SPEC §3.1 check 10).
 	Now func() time.Time
+	// WaitReplicas, when above zero, makes every grant, rotation and
+	// revocation wait (Redis WAIT, pipelined with the write) until that
+	// many replicas have it, and fail with grant.ErrUnavailable
+	// otherwise, so that a token answered 200 survives a failover to a
+	// replica. Not supported on a cluster.
+	WaitReplicas int
+	// WaitTimeout bounds that wait; it must be shorter than the read
+	// timeout. Default: half the read timeout.
+	WaitTimeout time.Duration
 }
 
 // mode is how a Store reaches Redis, by the rules the README states: a
