@@ -39,7 +39,8 @@ type StoreModule interface {
 // stores shares one store per configuration across handlers and config
 // reloads: a reload provisions the new handlers (taking a reference)
 // before it cleans up the old ones, so live connections and the memory
-// store's tokens survive it.
+// store's tokens survive it. A store the new config no longer uses is
+// closed only once the old config's requests are done with it (drain.go).
 var stores = caddy.NewUsagePool()
 
 type sharedStore struct {
@@ -49,7 +50,10 @@ type sharedStore struct {
 	size int
 }
 
-func (s sharedStore) Destruct() error { return s.Store.Close() }
+func (s sharedStore) Destruct() error {
+	s.Store.(*drainingStore).release()
+	return nil
+}
 
 // openShared takes a reference to the store under key, building it with
 // open if it is not open yet.
@@ -59,7 +63,7 @@ func openShared(key string, open func() (grant.Store, error), size int) (sharedS
 		if err != nil {
 			return nil, err
 		}
-		return sharedStore{Store: st, size: size}, nil
+		return sharedStore{Store: newDrainingStore(st), size: size}, nil
 	})
 	if err != nil {
 		return sharedStore{}, err
