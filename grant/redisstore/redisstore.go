@@ -34,12 +34,12 @@
 // editing its JSON text rather than re-encoding it with cjson, which would
 // turn an empty "aud" array into an object and round large numbers.
 //
-// The scripts are idempotent for the same arguments, because the client
-// library retries a command whose reply was lost (a timeout or a broken
-// connection after it was sent): a mark already held by the same access
-// hash, or a refresh record already rotated to the same token, means the
-// first attempt succeeded. Tokens are fresh random values, so a genuine
-// replay or reuse never matches.
+// The client library does not retry commands (MaxRetries -1), so that a
+// store call is bounded by its timeouts. The scripts are idempotent for
+// the same arguments all the same, for a retry configured by a caller: a
+// mark already held by the same access hash, or a refresh record already
+// rotated to the same token, means the first attempt succeeded. Tokens
+// are fresh random values, so a genuine replay or reuse never matches.
 //
 // # Cluster
 //
