@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -105,4 +106,46 @@ func TestSlowRedisAnswersWithinTheStoresTimeouts(t *testing.T) {
 		}
 	}
 	proxy.delay.Store(0)
+}
+
+// TestClusterWriteFailureReleasesTheMarks proves SPEC §6 on a cluster: an
+// Issue whose marks were claimed but whose records could not be written
+// (the records' node is down) answers ErrUnavailable and gives the marks
+// back, so that the same assertion may be presented again.
+func TestClusterWriteFailureReleasesTheMarks(t *testing.T) {
+	t.Parallel()
+	nodes := testredis.StartCluster(t, 3)
+	addrs := make([]string, len(nodes))
+	for i, n := range nodes {
+		addrs[i] = n.Addr()
+	}
+	s := newStore(t, &redis.UniversalOptions{Addrs: addrs, ReadTimeout: 300 * time.Millisecond,
+		DialTimeout: 300 * time.Millisecond, WriteTimeout: 300 * time.Millisecond})
+	// The node serving a key's slot, by the even split StartCluster makes.
+	node := func(key string) int {
+		slot, err := nodes[0].Do("CLUSTER", "KEYSLOT", key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _ := strconv.Atoi(slot)
+		return n * len(nodes) / 16384
+	}
+	// A grant without refresh token whose mark lives on node 0 and whose
+	// access record lives on node 2.
+	var is *grant.Issuance
+	for is == nil || node(s.markKey(is.Marks[0].Key)) != 0 || node(s.atKey(is.AccessHash)) != 2 {
+		is = issuance("", time.Hour)
+	}
+	// The client learns the slot map before the node goes.
+	if err := s.Issue(t.Context(), issuance("", time.Hour)); err != nil {
+		t.Fatalf("Issue with every node up: %v", err)
+	}
+	nodes[2].Stop()
+	// Within the cluster's node timeout (5 s), node 0 still serves.
+	if err := s.Issue(t.Context(), is); !errors.Is(err, grant.ErrUnavailable) {
+		t.Fatalf("Issue with the records' node down: %v; want ErrUnavailable", err)
+	}
+	if got, err := nodes[0].Do("EXISTS", s.markKey(is.Marks[0].Key)); err != nil || got != "0" {
+		t.Fatalf("mark left on node 0 after the failed Issue: EXISTS = %q, %v; want 0", got, err)
+	}
 }

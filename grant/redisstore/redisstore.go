@@ -50,9 +50,10 @@
 // anything (on a replay it releases the marks it took and writes no
 // record), and Rotate decides with a one-key script on the old refresh
 // record, so that exactly one of concurrent rotations wins. What is given
-// up is all-or-nothing: a failure part-way through Issue or Rotate can
-// leave marks claimed, or a rotated token whose successors were not
-// written, and a revocation racing a rotation of the same chain may miss
+// up is all-or-nothing: Issue gives its marks back when its records
+// cannot be written, but a reply lost in transit can leave them claimed,
+// and a failure part-way through Rotate can leave a rotated token whose
+// successors were not written, and a revocation racing a rotation of the same chain may miss
 // the token that rotation writes. The client then gets an error and
 // signs in again.
 package redisstore
