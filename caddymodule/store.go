@@ -39,7 +39,8 @@ type StoreModule interface {
 // stores shares one store per configuration across handlers and config
 // reloads: a reload provisions the new handlers (taking a reference)
 // before it cleans up the old ones, so live connections and the memory
-// store's tokens survive it.
+// store's tokens survive it. A store the new config no longer uses is
+// closed only once the old config's requests are done with it (drain.go).
 var stores = caddy.NewUsagePool()
 
 type sharedStore struct {
@@ -49,7 +50,10 @@ type sharedStore struct {
 	size int
 }
 
-func (s sharedStore) Destruct() error { return s.Store.Close() }
+func (s sharedStore) Destruct() error {
+	s.Store.(*drainingStore).release()
+	return nil
+}
 
 // openShared takes a reference to the store under key, building it with
 // open if it is not open yet.
@@ -59,7 +63,7 @@ func openShared(key string, open func() (grant.Store, error), size int) (sharedS
 		if err != nil {
 			return nil, err
 		}
-		return sharedStore{Store: st, size: size}, nil
+		return sharedStore{Store: newDrainingStore(st), size: size}, nil
 	})
 	if err != nil {
 		return sharedStore{}, err
@@ -196,6 +200,16 @@ type RedisStore struct {
 	// PoolSize is the number of connections per node. Default ten per
 	// CPU.
 	PoolSize int `json:"pool_size,omitempty"`
+	// WaitReplicas, when above zero, answers a grant, rotation or
+	// revocation only after that many replicas acknowledged its write
+	// (Redis WAIT, pipelined with it), else 503 temporarily_unavailable,
+	// so that no token answered 200 and no replay record is lost when
+	// Sentinel promotes a replica. Each such write then takes a replica
+	// round trip longer. Not supported on a cluster.
+	WaitReplicas int `json:"wait_replicas,omitempty"`
+	// WaitTimeout bounds the wait for the replicas; it must be shorter
+	// than ReadTimeout. Default: half the read timeout.
+	WaitTimeout caddy.Duration `json:"wait_timeout,omitempty"`
 
 	store grant.Store
 	key   string
@@ -304,7 +318,8 @@ func (r *RedisStore) Provision(caddy.Context) error {
 	sum := sha256.Sum256(raw)
 	r.key = "redis:" + hex.EncodeToString(sum[:])
 	sh, err := openShared(r.key, func() (grant.Store, error) {
-		return redisstore.New(uo, redisstore.Options{KeyPrefix: r.KeyPrefix})
+		return redisstore.New(uo, redisstore.Options{KeyPrefix: r.KeyPrefix,
+			WaitReplicas: r.WaitReplicas, WaitTimeout: time.Duration(r.WaitTimeout)})
 	}, 0)
 	if err != nil {
 		return fmt.Errorf("%s: %w", r, err)
@@ -364,6 +379,7 @@ func (r *RedisStore) Cleanup() error {
 //		read_timeout  <duration>
 //		write_timeout <duration>
 //		pool_size     <n>
+//		wait_replicas <n> [<timeout>]
 //	}
 func (r *RedisStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the module name
@@ -427,6 +443,8 @@ func (r *RedisStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			r.WriteTimeout, err = durationArg(d)
 		case "pool_size":
 			r.PoolSize, err = intArg(d)
+		case "wait_replicas":
+			err = r.parseWaitReplicas(d)
 		default:
 			return d.Errf("store redis: unknown option %q", opt)
 		}
@@ -436,6 +454,34 @@ func (r *RedisStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	if r.URL == "" && len(r.Addresses) == 0 {
 		return d.Err("store redis: a URL or an address is required")
+	}
+	if r.WaitReplicas > 0 && r.Sentinel == "" && len(r.Addresses) > 1 {
+		return d.Err("store redis: wait_replicas is not supported on a cluster")
+	}
+	if r.WaitReplicas > 0 && r.WaitTimeout > 0 && r.ReadTimeout > 0 && r.WaitTimeout >= r.ReadTimeout {
+		return d.Errf("store redis: wait_replicas timeout %v must be shorter than read_timeout %v",
+			time.Duration(r.WaitTimeout), time.Duration(r.ReadTimeout))
+	}
+	return nil
+}
+
+// parseWaitReplicas takes `wait_replicas <n> [<timeout>]`.
+func (r *RedisStore) parseWaitReplicas(d *caddyfile.Dispenser) error {
+	args := d.RemainingArgs()
+	if len(args) < 1 || len(args) > 2 {
+		return d.ArgErr()
+	}
+	n, err := strconv.Atoi(args[0])
+	if err != nil || n < 1 {
+		return d.Errf("wait_replicas: not a positive integer: %q", args[0])
+	}
+	r.WaitReplicas = n
+	if len(args) == 2 {
+		t, err := caddy.ParseDuration(args[1])
+		if err != nil || t <= 0 {
+			return d.Errf("wait_replicas: malformed timeout %q", args[1])
+		}
+		r.WaitTimeout = caddy.Duration(t)
 	}
 	return nil
 }

@@ -22,6 +22,10 @@ func (s *Store) clusterIssue(ctx context.Context, is *grant.Issuance, e *encoded
 		return err
 	}
 	if err := s.clusterWrite(ctx, e, chainKey); err != nil {
+		// The 503 must leave the assertion usable (SPEC §6). Only a
+		// reply lost in transit after the records were written leaves
+		// the marks behind, as the write's outcome is unknown then.
+		s.release(ctx, is.Marks, is.AccessHash)
 		return unavailable(err)
 	}
 	return nil

@@ -15,8 +15,7 @@ import (
 const DefaultKeyPrefix = "jwtgrant:"
 
 // dialAttempts is how often one connection attempt is made before the
-// command fails over to its own retries (three, with backoff from 8 ms):
-// the library's default of five attempts 100 ms apart, on every retry,
+// command fails: the library's default of five attempts 100 ms apart
 // would hold each request of an outage for seconds before its 503. After
 // as many failed dials as the pool has connections, the library fails at
 // once and probes once a second, so the store recovers within about a
@@ -34,6 +33,15 @@ type Options struct {
 	// Redis as durations measured by it, so that a Redis whose clock runs
 	// ahead cannot shorten a replay mark (SPEC §3.1 check 10).
 	Now func() time.Time
+	// WaitReplicas, when above zero, makes every grant, rotation and
+	// revocation wait (Redis WAIT, pipelined with the write) until that
+	// many replicas have it, and fail with grant.ErrUnavailable
+	// otherwise, so that a token answered 200 survives a failover to a
+	// replica. Not supported on a cluster.
+	WaitReplicas int
+	// WaitTimeout bounds that wait; it must be shorter than the read
+	// timeout. Default: half the read timeout.
+	WaitTimeout time.Duration
 }
 
 // mode is how a Store reaches Redis, by the rules the README states: a
@@ -78,6 +86,14 @@ func withDefaults(uo *redis.UniversalOptions) *redis.UniversalOptions {
 	o := *uo
 	if o.DialerRetries == 0 {
 		o.DialerRetries = dialAttempts
+	}
+	if o.MaxRetries == 0 {
+		// One attempt per command, so that a store call ends within
+		// dial + write + read timeout (SPEC §6) rather than a multiple of
+		// it. A retry would also re-send a write whose outcome is
+		// unknown; the scripts would take it for the same grant, but the
+		// client gets its 503 sooner and may send the request again.
+		o.MaxRetries = -1
 	}
 	// A request's deadline bounds its Redis commands as well.
 	o.ContextTimeoutEnabled = true

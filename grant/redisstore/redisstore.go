@@ -34,12 +34,12 @@
 // editing its JSON text rather than re-encoding it with cjson, which would
 // turn an empty "aud" array into an object and round large numbers.
 //
-// The scripts are idempotent for the same arguments, because the client
-// library retries a command whose reply was lost (a timeout or a broken
-// connection after it was sent): a mark already held by the same access
-// hash, or a refresh record already rotated to the same token, means the
-// first attempt succeeded. Tokens are fresh random values, so a genuine
-// replay or reuse never matches.
+// The client library does not retry commands (MaxRetries -1), so that a
+// store call is bounded by its timeouts. The scripts are idempotent for
+// the same arguments all the same, for a retry configured by a caller: a
+// mark already held by the same access hash, or a refresh record already
+// rotated to the same token, means the first attempt succeeded. Tokens
+// are fresh random values, so a genuine replay or reuse never matches.
 //
 // # Cluster
 //
@@ -50,9 +50,10 @@
 // anything (on a replay it releases the marks it took and writes no
 // record), and Rotate decides with a one-key script on the old refresh
 // record, so that exactly one of concurrent rotations wins. What is given
-// up is all-or-nothing: a failure part-way through Issue or Rotate can
-// leave marks claimed, or a rotated token whose successors were not
-// written, and a revocation racing a rotation of the same chain may miss
+// up is all-or-nothing: Issue gives its marks back when its records
+// cannot be written, but a reply lost in transit can leave them claimed,
+// and a failure part-way through Rotate can leave a rotated token whose
+// successors were not written, and a revocation racing a rotation of the same chain may miss
 // the token that rotation writes. The client then gets an error and
 // signs in again.
 package redisstore
@@ -79,6 +80,10 @@ type Store struct {
 	cluster bool
 	now     func() time.Time
 	desc    string
+	// waitReplicas and waitTimeout are Options.WaitReplicas and the
+	// effective WaitTimeout; waitReplicas 0 sends no WAIT.
+	waitReplicas int
+	waitTimeout  time.Duration
 }
 
 var _ grant.Store = (*Store)(nil)
@@ -93,8 +98,13 @@ func New(uo *redis.UniversalOptions, opts Options) (*Store, error) {
 	if err := validate(uo); err != nil {
 		return nil, fmt.Errorf("redisstore: %w", err)
 	}
+	wait, err := waitTimeout(uo, opts)
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: %w", err)
+	}
 	uo = withDefaults(uo)
-	s := &Store{prefix: cmp.Or(opts.KeyPrefix, DefaultKeyPrefix), now: opts.Now, desc: describe(uo)}
+	s := &Store{prefix: cmp.Or(opts.KeyPrefix, DefaultKeyPrefix), now: opts.Now, desc: describe(uo),
+		waitReplicas: opts.WaitReplicas, waitTimeout: wait}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -191,10 +201,24 @@ func (s *Store) get(ctx context.Context, key string) ([]byte, error) {
 // RevokeAccess implements grant.Store. The key stays listed in its chain
 // set; deleting a missing key later is harmless.
 func (s *Store) RevokeAccess(ctx context.Context, hash string) error {
-	if err := s.c.Del(ctx, s.atKey(hash)).Err(); err != nil {
+	if s.waitReplicas == 0 {
+		if err := s.c.Del(ctx, s.atKey(hash)).Err(); err != nil {
+			return unavailable(err)
+		}
+		return nil
+	}
+	var del *redis.IntCmd
+	var wait *redis.Cmd
+	_, _ = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		del = p.Del(ctx, s.atKey(hash))
+		wait = s.wait(ctx, p)
+		return nil
+	})
+	if err := del.Err(); err != nil {
 		return unavailable(err)
 	}
-	return nil
+	_, err := s.waitFailed(acks(wait))
+	return err
 }
 
 // RevokeChain implements grant.Store.
@@ -202,10 +226,14 @@ func (s *Store) RevokeChain(ctx context.Context, chain string) error {
 	if s.cluster {
 		return s.clusterRevokeChain(ctx, chain)
 	}
-	if err := revokeChainScript.Run(ctx, s.c, []string{s.chainKey(chain)}).Err(); err != nil {
+	_, acks, err := s.eval(ctx, revokeChainScript, []string{s.chainKey(chain)})
+	if err != nil {
 		return unavailable(err)
 	}
-	return nil
+	// A revocation is not taken back: deleting again is what the retry
+	// after the 503 does anyway.
+	_, err = s.waitFailed(acks)
+	return err
 }
 
 // encoded is an issuance ready for Redis: its records as JSON and the keys
@@ -262,11 +290,18 @@ func (s *Store) Issue(ctx context.Context, is *grant.Issuance) error {
 		keys = append(keys, s.markKey(m.Key))
 		args = append(args, s.ttl(m.Until))
 	}
-	res, err := issueScript.Run(ctx, s.c, keys, args...).Result()
+	res, acks, err := s.eval(ctx, issueScript, keys, args...)
 	if err != nil {
 		return unavailable(err)
 	}
-	return s.claimResult(res, is.Marks)
+	if err := s.claimResult(res, is.Marks); err != nil {
+		return err
+	}
+	if failed, err := s.waitFailed(acks); failed {
+		s.undo(ctx, undoIssueScript, append([]string{e.atKey, e.rtKey}, keys[3:]...), is.AccessHash)
+		return err
+	}
+	return nil
 }
 
 // ClaimMarks implements grant.Store: replay marks claimed on their own, in
@@ -290,11 +325,18 @@ func (s *Store) ClaimMarks(ctx context.Context, marks []grant.Mark) error {
 		keys[i] = s.markKey(m.Key)
 		args = append(args, s.ttl(m.Until))
 	}
-	res, err := claimMarksScript.Run(ctx, s.c, keys, args...).Result()
+	res, acks, err := s.eval(ctx, claimMarksScript, keys, args...)
 	if err != nil {
 		return unavailable(err)
 	}
-	return s.claimResult(res, marks)
+	if err := s.claimResult(res, marks); err != nil {
+		return err
+	}
+	if failed, err := s.waitFailed(acks); failed {
+		s.undo(ctx, undoIssueScript, append([]string{"", ""}, keys...), owner)
+		return err
+	}
+	return nil
 }
 
 // claimResult turns the reply of a script that claims marks into nil or
@@ -328,12 +370,23 @@ func (s *Store) Rotate(ctx context.Context, oldHash string, next *grant.Issuance
 	if s.cluster {
 		return s.clusterRotate(ctx, oldHash, next, e)
 	}
-	code, err := rotateScript.Run(ctx, s.c, []string{s.rtKey(oldHash), e.atKey, e.rtKey},
-		s.prefix, e.atJSON, e.atTTL, e.rtJSON, e.rtTTL, e.chainTTL, next.Claimant()).Int64()
+	keys := []string{s.rtKey(oldHash), e.atKey, e.rtKey}
+	res, acks, err := s.eval(ctx, rotateScript, keys,
+		s.prefix, e.atJSON, e.atTTL, e.rtJSON, e.rtTTL, e.chainTTL, next.Claimant())
 	if err != nil {
 		return unavailable(err)
 	}
-	return rotateResult(code)
+	code, _ := res.(int64)
+	if err := rotateResult(code); err != nil {
+		return err
+	}
+	if failed, err := s.waitFailed(acks); failed {
+		// Else the client's retry with the same refresh token would
+		// look like reuse and revoke its chain.
+		s.undo(ctx, undoRotateScript, keys, next.Claimant())
+		return err
+	}
+	return nil
 }
 
 func rotateResult(code int64) error {

@@ -116,6 +116,33 @@ func StartCluster(tb testing.TB, n int) []*Server {
 	return nodes
 }
 
+// StartReplica starts a redis-server that replicates master (replicaof)
+// and waits until its link to the master is up and the initial sync is
+// done, so that a write to master reaches it from then on.
+func StartReplica(tb testing.TB, master *Server) *Server {
+	tb.Helper()
+	// The master otherwise waits five seconds for more replicas before
+	// the initial sync.
+	if _, err := master.Do("CONFIG", "SET", "repl-diskless-sync-delay", "0"); err != nil {
+		tb.Fatalf("testredis: configuring master %s: %v", master.Addr(), err)
+	}
+	r := start(tb, func(string, int) []string {
+		return []string{"--replicaof", "127.0.0.1", strconv.Itoa(master.port)}
+	}, nil, false)
+	deadline := time.Now().Add(startTimeout)
+	for {
+		info, err := r.Do("INFO", "replication")
+		if err == nil && strings.Contains(info, "master_link_status:up") &&
+			!strings.Contains(info, "master_sync_in_progress:1") {
+			return r
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("testredis: replica %s did not sync with %s: %v\n%s", r.Addr(), master.Addr(), err, info)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // StartSentinel starts a redis-server in sentinel mode that monitors master
 // under masterName, with a quorum of one.
 func StartSentinel(tb testing.TB, master *Server, masterName string) *Server {

@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestServerAnswersStopsAndRestartsOnTheSamePort(t *testing.T) {
@@ -124,5 +125,29 @@ func TestMissingRedisServerSkipsButFailsInCI(t *testing.T) {
 				t.Fatalf("message %q does not name redis-server", r.msg)
 			}
 		})
+	}
+}
+
+func TestReplicaReceivesTheMastersWrites(t *testing.T) {
+	t.Parallel()
+	m := Start(t)
+	r := StartReplica(t, m)
+	if _, err := m.Do("SET", "k", "v"); err != nil {
+		t.Fatalf("SET on master: %v", err)
+	}
+	// Replication is asynchronous: poll, with a generous bound.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got, err := r.Do("GET", "k")
+		if err == nil && got == "v" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET k on replica = %q, %v; want v", got, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got, err := r.Do("SET", "k", "w"); err == nil {
+		t.Fatalf("replica accepted a write: %q", got)
 	}
 }

@@ -1,0 +1,128 @@
+package caddymodule
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant"
+)
+
+// A config reload cleans up the old config as soon as the new one is
+// serving, while the old servers still finish their requests (Caddy
+// stops them without waiting). A store the new config no longer names
+// would be closed under those requests ("client is closed", a 503). So a
+// released store is closed only once it has been idle for drainQuiet: no
+// call in flight and none begun. One request's store calls are separated
+// only by its own computation (signing, hashing a token), far less than
+// drainQuiet, so a request of the old config never finds its store
+// closed between two calls. drainMax bounds how long a store whose
+// config is gone may keep its connections when it is never idle.
+const (
+	drainQuiet = time.Second
+	drainMax   = time.Minute
+	drainTick  = 100 * time.Millisecond
+)
+
+// drainingStore counts the calls in flight on a shared store so that its
+// last release closes it only when it is idle.
+type drainingStore struct {
+	grant.Store
+
+	mu       sync.Mutex
+	inflight int
+	last     time.Time // when a call last began or ended
+	now      func() time.Time
+	closed   chan struct{} // closed once the store is
+}
+
+func newDrainingStore(st grant.Store) *drainingStore {
+	return &drainingStore{Store: st, now: time.Now, closed: make(chan struct{})}
+}
+
+// enter counts a call in; the function it returns counts it out.
+func (d *drainingStore) enter() func() {
+	d.mu.Lock()
+	d.inflight++
+	d.last = d.now()
+	d.mu.Unlock()
+	return func() {
+		d.mu.Lock()
+		d.inflight--
+		d.last = d.now()
+		d.mu.Unlock()
+	}
+}
+
+// idleFor tells whether no call has been in flight for at least q.
+func (d *drainingStore) idleFor(q time.Duration) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.inflight == 0 && d.now().Sub(d.last) >= q
+}
+
+// release closes the store once it is idle, or after drainMax, in the
+// background: Caddy's clean-up of the old config does not wait for it.
+func (d *drainingStore) release() {
+	go func() {
+		defer close(d.closed)
+		deadline := time.NewTimer(drainMax)
+		defer deadline.Stop()
+		tick := time.NewTicker(drainTick)
+		defer tick.Stop()
+		for !d.idleFor(drainQuiet) {
+			select {
+			case <-tick.C:
+			case <-deadline.C:
+				_ = d.Store.Close()
+				return
+			}
+		}
+		_ = d.Store.Close()
+	}()
+}
+
+func (d *drainingStore) Issue(ctx context.Context, is *grant.Issuance) error {
+	defer d.enter()()
+	return d.Store.Issue(ctx, is)
+}
+
+func (d *drainingStore) ClaimMarks(ctx context.Context, marks []grant.Mark) error {
+	defer d.enter()()
+	return d.Store.ClaimMarks(ctx, marks)
+}
+
+func (d *drainingStore) Access(ctx context.Context, hash string) (*grant.AccessRecord, error) {
+	defer d.enter()()
+	return d.Store.Access(ctx, hash)
+}
+
+func (d *drainingStore) Refresh(ctx context.Context, hash string) (*grant.RefreshRecord, error) {
+	defer d.enter()()
+	return d.Store.Refresh(ctx, hash)
+}
+
+func (d *drainingStore) Rotate(ctx context.Context, oldHash string, next *grant.Issuance) error {
+	defer d.enter()()
+	return d.Store.Rotate(ctx, oldHash, next)
+}
+
+func (d *drainingStore) RevokeAccess(ctx context.Context, hash string) error {
+	defer d.enter()()
+	return d.Store.RevokeAccess(ctx, hash)
+}
+
+func (d *drainingStore) RevokeChain(ctx context.Context, chain string) error {
+	defer d.enter()()
+	return d.Store.RevokeChain(ctx, chain)
+}
+
+// String names the underlying store, for logs.
+func (d *drainingStore) String() string {
+	if s, ok := d.Store.(interface{ String() string }); ok {
+		return s.String()
+	}
+	return "store"
+}
+
+var _ grant.Store = (*drainingStore)(nil)
