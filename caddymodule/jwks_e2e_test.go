@@ -256,8 +256,12 @@ func TestJWKSStalledLongerThanTimeoutIs503WithinTheTimeout(t *testing.T) {
 	jwks := newJWKSEndpoint(t, publicJWK(t, k1, "k1"))
 	stall := make(chan struct{})
 	jwks.set(func(e *jwksEndpoint) { e.stall = stall })
+	// The stall lasts until the test ends it; without jwks_timeout a
+	// request would hang until the test client's own 20 s deadline. A
+	// margin of seconds proves the bound and leaves room for a busy
+	// machine.
 	const timeout = 400 * time.Millisecond
-	const margin = 600 * time.Millisecond
+	const margin = 8 * time.Second
 	g := startJWKSGateway(t, jwks.URL, "jwks_timeout 400ms\n\t\t\tjwks_min_refresh 100ms")
 
 	for i := range 2 {
