@@ -33,6 +33,11 @@ type VerifierConfig struct {
 	Tenant string
 	// Realm of the WWW-Authenticate challenges. Default "jwt_grant".
 	Realm string
+	// Resource, when set, is the protected resource this Verifier guards
+	// (RFC 8707, SPEC §7): a token's aud must contain it, and its RFC 9728
+	// metadata names AuthorizationServers.
+	Resource             string
+	AuthorizationServers []string
 
 	Logger   *zap.Logger
 	Observer Observer
@@ -56,6 +61,12 @@ type Verifier struct {
 	// refusal path allocates no more than the success path.
 	missing, unknown, expired, wrongAudience, wrongTenant, noScope, down *Error
 	answers                                                              map[*Error]bearerAnswer
+
+	// resource, normalized and the metadata document are set when the
+	// Verifier guards a resource (resourcemetadata.go).
+	resource, resourceKey, resourcePath string
+	resourceDoc                         *ResourceMetadata
+	resourceBody                        []byte
 }
 
 // bearerAnswer is the response to one kind of refusal.
@@ -86,7 +97,7 @@ func (cfg VerifierConfig) Check() error {
 	if cfg.Tenant != AnyTenant && strings.Contains(cfg.Tenant, "*") {
 		return fmt.Errorf("tenant %q: only a single * (any tenant) is a wildcard", cfg.Tenant)
 	}
-	return nil
+	return cfg.checkResource()
 }
 
 // NewVerifier checks cfg and returns a Verifier.
@@ -119,6 +130,11 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	if v.now == nil {
 		v.now = time.Now
 	}
+	if cfg.Resource != "" {
+		v.resource = cfg.Resource
+		v.resourceKey, _ = NormalizeResourceURI(cfg.Resource)
+		v.resourceDoc, v.resourceBody, v.resourcePath = cfg.resourceMetadataDoc()
+	}
 
 	invalid := func(reason, desc string) *Error {
 		return newError(CodeInvalidToken, http.StatusUnauthorized, reason, desc)
@@ -136,13 +152,14 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	v.down = unavailable("store_unavailable", "token store is unavailable")
 
 	base := `Bearer realm="` + realm + `"`
+	on401, on403 := cfg.resourceChallenge()
 	v.answers = map[*Error]bearerAnswer{
-		v.missing:       answer(base, v.missing),
-		v.unknown:       answer(base+`, error="invalid_token"`, v.unknown),
-		v.expired:       answer(base+`, error="invalid_token"`, v.expired),
-		v.wrongAudience: answer(base+`, error="invalid_token"`, v.wrongAudience),
-		v.wrongTenant:   answer(base+`, error="invalid_token"`, v.wrongTenant),
-		v.noScope:       answer(base+`, error="insufficient_scope", scope="`+joinScope(cfg.Scope)+`"`, v.noScope),
+		v.missing:       answer(base+on401, v.missing),
+		v.unknown:       answer(base+`, error="invalid_token"`+on401, v.unknown),
+		v.expired:       answer(base+`, error="invalid_token"`+on401, v.expired),
+		v.wrongAudience: answer(base+`, error="invalid_token"`+on401, v.wrongAudience),
+		v.wrongTenant:   answer(base+`, error="invalid_token"`+on401, v.wrongTenant),
+		v.noScope:       answer(base+`, error="insufficient_scope", scope="`+joinScope(cfg.Scope)+`"`+on403, v.noScope),
 		v.down:          answer("", v.down),
 	}
 	return v, nil
@@ -215,6 +232,9 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*AccessRecord, *Er
 		return nil, v.wrongTenant
 	}
 	if len(v.audience) > 0 && !sharesOne(rec.Aud, v.audience) {
+		return nil, v.wrongAudience
+	}
+	if v.resource != "" && !audienceHasResource(rec.Aud, v.resource, v.resourceKey) {
 		return nil, v.wrongAudience
 	}
 	if !hasScopes(rec.Scope, v.scope) {

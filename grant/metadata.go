@@ -40,6 +40,9 @@ type Metadata struct {
 	IntrospectionEndpointAuthSigningAlgValuesSupported []string `json:"introspection_endpoint_auth_signing_alg_values_supported,omitempty"`
 	RevocationEndpointAuthMethodsSupported             []string `json:"revocation_endpoint_auth_methods_supported,omitempty"`
 	RevocationEndpointAuthSigningAlgValuesSupported    []string `json:"revocation_endpoint_auth_signing_alg_values_supported,omitempty"`
+	// AuthorizationGrantProfilesSupported names the ID-JAG profile when a
+	// trusted issuer has it (SPEC §7); which issuers do is not published.
+	AuthorizationGrantProfilesSupported []string `json:"authorization_grant_profiles_supported,omitempty"`
 }
 
 // Metadata returns the server's metadata document, derived from its
@@ -64,6 +67,9 @@ func (s *Server) Metadata() *Metadata {
 				refresh = true
 			}
 		}
+	}
+	if s.hasProfile(ProfileIDJAG) {
+		m.AuthorizationGrantProfilesSupported = []string{GrantProfileIDJAG}
 	}
 	if refresh {
 		m.GrantTypesSupported = append(m.GrantTypesSupported, GrantTypeRefreshToken)
