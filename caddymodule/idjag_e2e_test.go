@@ -275,3 +275,50 @@ func TestResourceParameterIsRepeatableAtTheGateway(t *testing.T) {
 		t.Fatalf("a repeated assertion: %v", r)
 	}
 }
+
+// A refresh never drops the audience a chain was granted for, on either
+// store: the refresh record carries the resources through the store's
+// rotation.
+func TestRefreshKeepsTheGrantedResourcesOnEveryStore(t *testing.T) {
+	const mcp, reports = "https://mcp.example/mcp", "https://reports.example/"
+	for _, backend := range []string{"memory", "redis"} {
+		t.Run(backend, func(t *testing.T) {
+			g := startGateway(t, storeLine(t, backend), "resource "+mcp+" {\n scopes read\n }\n resource "+reports)
+			f := jwtBearerForm(g.assertion(t, nil), "scope", "read")
+			f["resource"] = []string{mcp, reports}
+			tok := postForm(t, g.tokenURL, f, "app", fixtureSecret)
+			if tok.status != 200 || tok.str("refresh_token") == "" {
+				t.Fatalf("grant: %v", tok)
+			}
+			audOf := func(r response) string {
+				t.Helper()
+				in := postForm(t, g.base+"/oauth2/introspect", url.Values{"token": {r.str("access_token")}}, "app", fixtureSecret)
+				return fmt.Sprint(in.body["aud"], in.body["resource"])
+			}
+			both := fmt.Sprint([]any{mcp, reports}, []any{mcp, reports})
+			refresh := func(rt string, extra ...string) response {
+				t.Helper()
+				f := url.Values{"grant_type": {grant.GrantTypeRefreshToken}, "refresh_token": {rt}}
+				for i := 0; i+1 < len(extra); i += 2 {
+					f.Add(extra[i], extra[i+1])
+				}
+				return postForm(t, g.tokenURL, f, "app", fixtureSecret)
+			}
+			kept := refresh(tok.str("refresh_token"))
+			if kept.status != 200 || audOf(kept) != both {
+				t.Fatalf("refresh without resource: %v, aud %s", kept, audOf(kept))
+			}
+			narrow := refresh(kept.str("refresh_token"), "resource", reports)
+			if narrow.status != 200 || narrow.str("resource") != reports || audOf(narrow) != fmt.Sprint([]any{reports}, []any{reports}) {
+				t.Fatalf("narrowing: %v", narrow)
+			}
+			again := refresh(narrow.str("refresh_token"))
+			if again.status != 200 || audOf(again) != both {
+				t.Fatalf("after narrowing, the chain's resources: %v, aud %s", again, audOf(again))
+			}
+			if r := refresh(again.str("refresh_token"), "resource", "https://elsewhere.example/"); r.status != 400 || r.str("error") != "invalid_target" {
+				t.Fatalf("widening: %v", r)
+			}
+		})
+	}
+}

@@ -257,3 +257,14 @@ func TestRefreshOfAGrantWithoutResourcesCannotGainOne(t *testing.T) {
 		t.Fatalf("plain refresh: %d %v", code, next)
 	}
 }
+
+func TestRecordMembersForResourceAndProfile(t *testing.T) {
+	rec := grant.AccessRecord{TokenRecord: grant.TokenRecord{V: 1, Aud: []string{mcpURI}, Resource: []string{mcpURI}, Profile: grant.ProfileIDJAG}}
+	raw, err := json.Marshal(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `"claims":null,"resource":["https://mcp.example/mcp"],"profile":"id-jag"}`; !strings.HasSuffix(string(raw), want) {
+		t.Fatalf("record JSON %s, want it to end with %s", raw, want)
+	}
+}
