@@ -52,6 +52,14 @@ type AuthHandler struct {
 	// with their proofs), "required" (only DPoP-bound tokens) or "off"
 	// (only Bearer tokens) (RFC 9449, SPEC §8).
 	DPoP string `json:"dpop,omitempty"`
+	// Resource makes the routes this protected resource (SPEC §7): a
+	// token's audience must contain this URI, challenges point to its
+	// RFC 9728 metadata, and the metadata is served at the well-known
+	// path derived from it, which this handler must therefore see.
+	Resource string `json:"resource,omitempty"`
+	// AuthorizationServers are the issuer_url of the jwt_grant servers
+	// that mint tokens for Resource; required with it.
+	AuthorizationServers []string `json:"authorization_servers,omitempty"`
 
 	now      func() time.Time // the clock: the package clock unless a test set its own
 	verifier *grant.Verifier
@@ -90,6 +98,9 @@ func (a *AuthHandler) Provision(ctx caddy.Context) error {
 		Logger:   a.logger,
 		Observer: m,
 		Now:      a.now,
+
+		Resource:             a.Resource,
+		AuthorizationServers: a.AuthorizationServers,
 	})
 	if err != nil {
 		return err
@@ -108,12 +119,17 @@ func (a *AuthHandler) Provision(ctx caddy.Context) error {
 // Validate rejects what the configuration itself shows to be wrong; the
 // Caddyfile adapter runs it too, so that `caddy adapt` fails.
 func (a *AuthHandler) Validate() error {
-	return grant.VerifierConfig{Audience: a.Audience, Scope: a.Scope, Tenant: a.Tenant, Realm: a.Realm, DPoP: a.DPoP}.Check()
+	return grant.VerifierConfig{Audience: a.Audience, Scope: a.Scope, Tenant: a.Tenant, Realm: a.Realm, DPoP: a.DPoP,
+		Resource: a.Resource, AuthorizationServers: a.AuthorizationServers}.Check()
 }
 
 // ServeHTTP verifies the bearer token and either answers the refusal or
 // passes the request on with the placeholders set.
 func (a *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if p := a.verifier.ResourceMetadataPath(); p != "" && r.URL.Path == p {
+		a.verifier.ServeResourceMetadata(w, r)
+		return nil
+	}
 	rec, oerr := a.verifier.Authenticate(withClientURL(r))
 	if oerr != nil {
 		if c := a.outcomes[oerr.Reason]; c != nil {
@@ -193,10 +209,13 @@ func parseAuthCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, er
 //	    tenant   <domain> | *
 //	    realm    <realm>
 //	    dpop     required | allowed | off
+//	    resource <uri>
+//	    authorization_server <url>...
 //	}
 //
-// store takes the same forms as in jwt_grant. store, tenant and realm may
-// appear once; audience and scope may repeat and add to their lists. A
+// store takes the same forms as in jwt_grant. store, tenant, realm and
+// resource may appear once; audience, scope and authorization_server may
+// repeat and add to their lists. resource needs authorization_server. A
 // bare jwt_grant_auth accepts any live token of the top level from the
 // memory store.
 func (a *AuthHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
@@ -208,7 +227,7 @@ func (a *AuthHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	seen := map[string]bool{}
 	for d.NextBlock(0) {
 		opt := d.Val()
-		if err := once(d, seen, "jwt_grant_auth", "audience", "scope"); err != nil {
+		if err := once(d, seen, "jwt_grant_auth", "audience", "scope", "authorization_server"); err != nil {
 			return err
 		}
 		var err error
@@ -225,6 +244,10 @@ func (a *AuthHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			a.Realm, err = oneArg(d)
 		case "dpop":
 			a.DPoP, err = oneArg(d)
+		case "resource":
+			a.Resource, err = oneArg(d)
+		case "authorization_server":
+			a.AuthorizationServers, err = appendArgs(d, a.AuthorizationServers)
 		default:
 			return d.Errf("jwt_grant_auth: unknown option %q", opt)
 		}

@@ -83,6 +83,7 @@ func parseHandlerCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //	        scopes           <scope>...
 //	        claims           <claim>...
 //	        client_auth      required | optional
+//	        profile          id-jag
 //	    }
 //
 //	    client <client_id> {
@@ -104,12 +105,17 @@ func parseHandlerCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //	        trusted_issuer <name> { ... }
 //	        client <client_id> { ... }
 //	    }
+//
+//	    resource <uri> {
+//	        name   <text>
+//	        scopes <scope>...
+//	    }
 //	}
 //
 // An option that takes one value may appear once in its block, so that a
 // forgotten earlier line cannot silently lose to a later one; an option
-// that takes a list (and certificate, and the trusted_issuer, client and
-// tenant blocks) may repeat and adds to what came before. Everything the
+// that takes a list (and certificate, and the trusted_issuer, client,
+// tenant and resource blocks) may repeat and adds to what came before. Everything the
 // Caddyfile shows to be wrong fails here, at adapt time, with the path of
 // blocks and the one line it is on; what needs files fails at Provision.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
@@ -122,7 +128,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	seen := map[string]bool{}
 	for d.NextBlock(0) {
 		opt := d.Val()
-		if err := once(d, seen, "jwt_grant", "trusted_issuer", "client", "tenant", "dpop_algorithms"); err != nil {
+		if err := once(d, seen, "jwt_grant", "trusted_issuer", "client", "tenant", "dpop_algorithms", "resource"); err != nil {
 			return err
 		}
 		var err error
@@ -188,6 +194,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			var tc TenantConfig
 			tc, err = parseTenant(d)
 			h.Tenants = append(h.Tenants, tc)
+		case "resource":
+			var rc ResourceConfig
+			rc, err = parseResource(d)
+			h.Resources = append(h.Resources, rc)
 		default:
 			return d.Errf("jwt_grant: unknown option %q", opt)
 		}
@@ -307,6 +317,8 @@ func parseIssuer(d *caddyfile.Dispenser, parent string) (IssuerConfig, error) {
 			if err == nil && ic.ClientAuth != "required" && ic.ClientAuth != "optional" {
 				err = d.Errf("%s: client_auth must be required or optional, not %q", where, ic.ClientAuth)
 			}
+		case "profile":
+			ic.Profile, err = oneArg(d)
 		default:
 			var known bool
 			if known, err = parseKeySource(d, &ic.KeySourceConfig); !known {

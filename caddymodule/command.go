@@ -22,6 +22,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/spf13/cobra"
 
+	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant"
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/keys"
 )
 
@@ -104,7 +105,7 @@ created. An existing PREFIX.key is never replaced unless --force is given.
 
 func assertionCommand() *cobra.Command {
 	c := &cobra.Command{
-		Use:   "assertion --key FILE --iss ISS --sub SUB --aud AUD [--aud AUD2 ...] [--ttl 5m] [--kid KID] [--jti JTI] [--claim k=v ...] [--scope \"a b\"] [--alg ALG]",
+		Use:   "assertion --key FILE --iss ISS --sub SUB --aud AUD [--aud AUD2 ...] [--ttl 5m] [--kid KID] [--jti JTI] [--claim k=v ...] [--scope \"a b\"] [--alg ALG] [--profile id-jag --client-id ID [--resource URI ...]]",
 		Short: "Prints a signed JWT assertion",
 		Long: `
 Signs a JWT assertion for the JWT bearer grant (RFC 7523) and prints it,
@@ -123,6 +124,13 @@ object or array is used as that JSON value, a JSON string ("...") as the
 string it encodes, anything else as the literal string. --claim is
 applied last, so it can also replace iat, exp or any other claim, to try
 how the gateway rejects a bad assertion.
+
+--profile id-jag makes an Identity Assertion JWT Authorization Grant
+(ID-JAG, SPEC §7) as an enterprise IdP would: typ "oauth-id-jag+jwt",
+client_id (--client-id, required with the profile) and resource (--resource,
+a string for one, an array for several). --aud is then the issuer_url of
+the gateway that exchanges it. --client-id and --resource may be given
+without the profile too.
 
 --key is a PEM private key: PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY.
 `,
@@ -151,6 +159,9 @@ how the gateway rejects a bad assertion.
 	f.StringArray("claim", nil, "Extra claim name=value; repeat for several")
 	f.String("scope", "", "Space-separated scope claim")
 	f.String("alg", "", "Signature algorithm (default: from the key type)")
+	f.String("profile", "", "Assertion profile: id-jag for an ID-JAG (default: plain RFC 7523)")
+	f.String("client-id", "", "client_id claim (required with --profile id-jag)")
+	f.StringArray("resource", nil, "resource claim (RFC 8707); repeat for several")
 	for _, name := range []string{"key", "iss", "sub", "aud"} {
 		if err := c.MarkFlagRequired(name); err != nil {
 			panic(err)
@@ -180,7 +191,12 @@ func assertionOptionsFromFlags(cmd *cobra.Command) (assertionOptions, error) {
 	o.JTI = str("jti")
 	o.Scope = str("scope")
 	o.Alg = str("alg")
+	o.Profile = str("profile")
+	o.ClientID = str("client-id")
 	if err != nil {
+		return o, err
+	}
+	if o.Resource, err = f.GetStringArray("resource"); err != nil {
 		return o, err
 	}
 	if o.Audience, err = f.GetStringArray("aud"); err != nil {
@@ -352,6 +368,12 @@ type assertionOptions struct {
 	Scope  string
 	// Alg is the JWS algorithm; "" means keys.DefaultAlg of the key.
 	Alg string
+	// Profile is "" or grant.ProfileIDJAG, which sets the ID-JAG typ and
+	// needs ClientID. ClientID and Resource are the client_id and
+	// resource claims when set.
+	Profile  string
+	ClientID string
+	Resource []string
 }
 
 // makeAssertion returns the compact JWS that opts describe, issued at now.
@@ -367,6 +389,10 @@ func makeAssertion(opts assertionOptions, now time.Time) (string, error) {
 		return "", errors.New("--aud is required")
 	case opts.TTL <= 0:
 		return "", fmt.Errorf("--ttl must be positive, got %s", opts.TTL)
+	case opts.Profile != "" && opts.Profile != grant.ProfileIDJAG:
+		return "", fmt.Errorf("--profile %q: unknown profile (id-jag)", opts.Profile)
+	case opts.Profile == grant.ProfileIDJAG && opts.ClientID == "":
+		return "", errors.New("--client-id is required with --profile id-jag")
 	}
 	for _, a := range opts.Audience {
 		if a == "" {
@@ -422,10 +448,24 @@ func makeAssertion(opts assertionOptions, now time.Time) (string, error) {
 	if opts.Scope != "" {
 		claims["scope"] = opts.Scope
 	}
+	if opts.ClientID != "" {
+		claims["client_id"] = opts.ClientID
+	}
+	switch len(opts.Resource) {
+	case 0:
+	case 1:
+		claims["resource"] = opts.Resource[0]
+	default:
+		claims["resource"] = opts.Resource
+	}
 	for k, v := range extra {
 		claims[k] = v
 	}
-	return keys.Sign(key, alg, kid, "JWT", claims)
+	typ := "JWT"
+	if opts.Profile == grant.ProfileIDJAG {
+		typ = grant.IDJAGType
+	}
+	return keys.Sign(key, alg, kid, typ, claims)
 }
 
 // parseClaimFlags turns --claim name=value pairs into claim values.

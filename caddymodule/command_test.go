@@ -19,6 +19,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/spf13/cobra"
 
+	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant"
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/keys"
 )
 
@@ -472,6 +473,8 @@ func TestMakeAssertionRejectsIncompleteOrInconsistentOptions(t *testing.T) {
 		{"alg that does not fit the key", func(o *assertionOptions) { o.Alg = "ES384" }, "does not fit"},
 		{"certificate given as key", func(o *assertionOptions) { o.KeyFile = certFile }, "no pem private key"},
 		{"missing key file", func(o *assertionOptions) { o.KeyFile = filepath.Join(dir, "nope.key") }, "nope.key"},
+		{"unknown profile", func(o *assertionOptions) { o.Profile = "saml" }, "unknown profile"},
+		{"id-jag without client id", func(o *assertionOptions) { o.Profile = "id-jag" }, "--client-id is required"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := valid()
@@ -557,5 +560,45 @@ func TestJWTGrantCommandWiresFlagsToKeygenAndAssertion(t *testing.T) {
 	}
 	if _, err := cmdRun(t, "assertion", "stray", "--key", prefix+".key", "--iss", "i", "--sub", "s", "--aud", "a"); err == nil {
 		t.Error("assertion accepted a stray argument")
+	}
+}
+
+func TestAssertionCommandMintsIDJAGs(t *testing.T) {
+	prefix := filepath.Join(t.TempDir(), "idp")
+	if _, err := cmdRun(t, "keygen", "--alg", "ES256", "--out", prefix); err != nil {
+		t.Fatalf("keygen: %v", err)
+	}
+	certPEM, err := os.ReadFile(prefix + ".pem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubs, err := keys.ParsePublic(certPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		typ      string
+		resource any
+	}{
+		{"one resource is a string", []string{"--profile", "id-jag", "--client-id", "agent", "--resource", "https://mcp.example/mcp"},
+			grant.IDJAGType, "https://mcp.example/mcp"},
+		{"several resources are an array", []string{"--profile", "id-jag", "--client-id", "agent", "--resource", "https://a.example/", "--resource", "https://b.example/"},
+			grant.IDJAGType, []any{"https://a.example/", "https://b.example/"}},
+		{"without resource there is no resource claim", []string{"--profile", "id-jag", "--client-id", "agent"}, grant.IDJAGType, nil},
+		{"client id without the profile keeps typ JWT", []string{"--client-id", "agent"}, "JWT", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := cmdRun(t, append([]string{"assertion", "--key", prefix + ".key", "--iss", "https://idp.example",
+				"--sub", "alice", "--aud", "https://as.example"}, tc.args...)...)
+			if err != nil {
+				t.Fatalf("assertion: %v", err)
+			}
+			header, claims := cmdDecode(t, strings.TrimSpace(out), "ES256", pubs[0])
+			if header["typ"] != tc.typ || claims["client_id"] != "agent" || !reflect.DeepEqual(claims["resource"], tc.resource) {
+				t.Fatalf("header %v claims %v", header, claims)
+			}
+		})
 	}
 }

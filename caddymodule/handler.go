@@ -92,6 +92,10 @@ type Handler struct {
 	// of its own and inherits none of the top level's.
 	Tenants []TenantConfig `json:"tenants,omitempty"`
 
+	// Resources are the protected resources tokens may be requested for
+	// with the resource parameter (RFC 8707); every tenant shares them.
+	Resources []ResourceConfig `json:"resources,omitempty"`
+
 	// Realm is the realm of WWW-Authenticate challenges. Default jwt_grant.
 	Realm string `json:"realm,omitempty"`
 
@@ -138,6 +142,10 @@ type IssuerConfig struct {
 	// accepts its assertions from a request with no client
 	// authentication, and then issues no refresh token.
 	ClientAuth string `json:"client_auth,omitempty"`
+	// Profile is the assertion profile of its assertions: "" (plain RFC
+	// 7523) or "id-jag" (Identity Assertion JWT Authorization Grants,
+	// which then need client authentication).
+	Profile string `json:"profile,omitempty"`
 
 	line int // Caddyfile line of the block, for error messages
 }
@@ -313,6 +321,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			}
 		}
 	}
+	cfg.Resources = h.grantResources()
 	if cfg.Secrets, err = h.provisionSecrets(hashes); err != nil {
 		return err
 	}
@@ -339,7 +348,7 @@ func (h *Handler) buildTenant(ctx caddy.Context, tc TenantConfig, m *metrics) (*
 		t.Issuers[ic.Issuer] = &grant.Issuer{
 			Name: ic.Name, Issuer: ic.Issuer, Aliases: ic.Aliases, Algorithms: algs,
 			Subjects: ic.Subjects, Scopes: ic.Scopes, Claims: ic.Claims,
-			ClientAuthOptional: ic.ClientAuth == "optional", Keys: set,
+			ClientAuthOptional: ic.ClientAuth == "optional", Keys: set, Profile: ic.Profile,
 		}
 	}
 	for _, cc := range tc.Clients {

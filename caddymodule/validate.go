@@ -95,6 +95,9 @@ func (h *Handler) Validate() error {
 	if err := h.validateDPoP(top); err != nil {
 		return err
 	}
+	if err := validateResources(top, h.Resources); err != nil {
+		return err
+	}
 	seen := map[string]bool{}
 	for _, t := range h.Tenants {
 		if t.Domain == "" {
@@ -140,6 +143,9 @@ func validateTenant(tenant block, t TenantConfig) error {
 		}
 		if ic.ClientAuth != "" && ic.ClientAuth != "required" && ic.ClientAuth != "optional" {
 			return b.errorf("client_auth must be required or optional, not %q", ic.ClientAuth)
+		}
+		if err := validateProfile(ic); err != nil {
+			return b.wrap(err)
 		}
 	}
 	clients := map[string]bool{}

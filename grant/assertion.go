@@ -49,6 +49,14 @@ type verifiedAssertion struct {
 	Claims map[string]json.RawMessage
 	// Mark is the replay record to claim; nil when the assertion has no jti.
 	Mark *Mark
+	// Profile is the issuer's profile when the assertion passed its
+	// checks (ProfileIDJAG), "" otherwise. ClientID is an ID-JAG's
+	// client_id; Resources its resource claim, resolved, and HasResource
+	// whether it had one.
+	Profile     string
+	ClientID    string
+	Resources   []*Resource
+	HasResource bool
 }
 
 // signedJWT is a compact JWS parsed once, by go-jose: the protected header
@@ -206,6 +214,11 @@ func (s *Server) validateAssertion(ctx context.Context, t *signedJWT, issuer *Is
 	} else if present {
 		a.HasScope = true
 		a.Scope = splitScope(scope)
+	}
+	if issuer.Profile == ProfileIDJAG {
+		if oerr := s.checkIDJAG(t, a); oerr != nil {
+			return nil, oerr
+		}
 	}
 	if jti != "" {
 		a.Mark = &Mark{Key: replayMarkKey("grant", "", issuer.Issuer, jti), Until: exp.Add(pol.ClockSkew)}

@@ -43,6 +43,11 @@ type VerifierConfig struct {
 	DPoPAlgorithms    []string
 	DPoPProofLifetime time.Duration
 	ClockSkew         *time.Duration
+	// Resource, when set, is the protected resource this Verifier guards
+	// (RFC 8707, SPEC §7): a token's aud must contain it, and its RFC 9728
+	// metadata names AuthorizationServers.
+	Resource             string
+	AuthorizationServers []string
 
 	Logger   *zap.Logger
 	Observer Observer
@@ -68,6 +73,11 @@ type Verifier struct {
 	answers                                                              map[*Error]bearerAnswer
 
 	dpop verifierDPoP
+	// resource, normalized and the metadata document are set when the
+	// Verifier guards a resource (resourcemetadata.go).
+	resource, resourceKey, resourcePath string
+	resourceDoc                         *ResourceMetadata
+	resourceBody                        []byte
 }
 
 // bearerAnswer is the response to one kind of refusal.
@@ -99,7 +109,10 @@ func (cfg VerifierConfig) Check() error {
 	if cfg.Tenant != AnyTenant && strings.Contains(cfg.Tenant, "*") {
 		return fmt.Errorf("tenant %q: only a single * (any tenant) is a wildcard", cfg.Tenant)
 	}
-	return cfg.checkDPoP()
+	if err := cfg.checkDPoP(); err != nil {
+		return err
+	}
+	return cfg.checkResource()
 }
 
 // NewVerifier checks cfg and returns a Verifier.
@@ -132,6 +145,10 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	if v.now == nil {
 		v.now = time.Now
 	}
+	if cfg.Resource != "" {
+		v.resource = cfg.Resource
+		v.resourceKey, _ = NormalizeResourceURI(cfg.Resource)
+	}
 
 	invalid := func(reason, desc string) *Error {
 		return newError(CodeInvalidToken, http.StatusUnauthorized, reason, desc)
@@ -149,18 +166,21 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	v.down = unavailable("store_unavailable", "token store is unavailable")
 
 	base := `Bearer realm="` + realm + `"`
+	on401, on403 := cfg.resourceChallenge()
 	v.answers = map[*Error]bearerAnswer{
-		v.missing:       answer(base, v.missing),
-		v.unknown:       answer(base+`, error="invalid_token"`, v.unknown),
-		v.expired:       answer(base+`, error="invalid_token"`, v.expired),
-		v.wrongAudience: answer(base+`, error="invalid_token"`, v.wrongAudience),
-		v.wrongTenant:   answer(base+`, error="invalid_token"`, v.wrongTenant),
-		v.noScope:       answer(base+`, error="insufficient_scope", scope="`+joinScope(cfg.Scope)+`"`, v.noScope),
+		v.missing:       answer(base+on401, v.missing),
+		v.unknown:       answer(base+`, error="invalid_token"`+on401, v.unknown),
+		v.expired:       answer(base+`, error="invalid_token"`+on401, v.expired),
+		v.wrongAudience: answer(base+`, error="invalid_token"`+on401, v.wrongAudience),
+		v.wrongTenant:   answer(base+`, error="invalid_token"`+on401, v.wrongTenant),
+		v.noScope:       answer(base+`, error="insufficient_scope", scope="`+joinScope(cfg.Scope)+`"`+on403, v.noScope),
 		v.down:          answer("", v.down),
 	}
 	if err := v.setupDPoP(cfg, base); err != nil {
 		return nil, err
 	}
+	// The metadata names the DPoP members too, so it is built last.
+	v.resourceDoc, v.resourceBody, v.resourcePath = cfg.resourceMetadataDoc(&v.dpop)
 	return v, nil
 }
 
@@ -231,6 +251,9 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*AccessRecord, *Er
 		return nil, v.wrongTenant
 	}
 	if len(v.audience) > 0 && !sharesOne(rec.Aud, v.audience) {
+		return nil, v.wrongAudience
+	}
+	if v.resource != "" && !audienceHasResource(rec.Aud, v.resource, v.resourceKey) {
 		return nil, v.wrongAudience
 	}
 	if !hasScopes(rec.Scope, v.scope) {

@@ -65,6 +65,10 @@ type Issuer struct {
 	// ClientAuthOptional accepts requests without client authentication
 	// for this issuer's assertions.
 	ClientAuthOptional bool
+	// Profile is the assertion profile its assertions follow: "" for
+	// plain RFC 7523, ProfileIDJAG for Identity Assertion JWT
+	// Authorization Grants (SPEC §7).
+	Profile string
 	// Keys yields the issuer's verification keys.
 	Keys keys.Set
 }
@@ -148,6 +152,10 @@ type Config struct {
 
 	// Tenants by domain; "" is the top level.
 	Tenants map[string]*Tenant
+
+	// Resources are the protected resources tokens may be requested for
+	// (RFC 8707, SPEC §7); shared by every tenant.
+	Resources []Resource
 
 	Store Store
 	// Secrets verifies client secrets; required when a client has one. One

@@ -70,8 +70,11 @@ func (v *Verifier) setupDPoP(cfg VerifierConfig, bearer string) error {
 	d.mode = cmp.Or(cfg.DPoP, DPoPAllowed)
 	d.checker = checker
 	d.challenge = `DPoP algs="` + strings.Join(checker.algs, " ") + `"`
-	invalidBearer := bearer + `, error="invalid_token"`
-	invalidDPoP := d.challenge + `, error="invalid_token"`
+	// A protected resource's challenges point to its metadata (SPEC §7),
+	// whichever scheme they name.
+	on401, on403 := cfg.resourceChallenge()
+	invalidBearer := bearer + `, error="invalid_token"` + on401
+	invalidDPoP := d.challenge + `, error="invalid_token"` + on401
 	invalid := func(reason, desc string) *Error {
 		return newError(CodeInvalidToken, http.StatusUnauthorized, reason, desc)
 	}
@@ -80,7 +83,7 @@ func (v *Verifier) setupDPoP(cfg VerifierConfig, bearer string) error {
 		return e
 	}
 	d.badProof = add(newError(CodeInvalidDPoPProof, http.StatusUnauthorized, "invalid_dpop_proof", "the DPoP proof is invalid"),
-		d.challenge+`, error="invalid_dpop_proof"`)
+		d.challenge+`, error="invalid_dpop_proof"`+on401)
 	// A bound token presented as Bearer is refused whatever the mode: the
 	// binding is the token's, not the route's (RFC 9449 §7.2).
 	d.boundAsBearer = add(invalid("bound_as_bearer", "the access token is invalid"), invalidBearer)
@@ -95,16 +98,16 @@ func (v *Verifier) setupDPoP(cfg VerifierConfig, bearer string) error {
 		d.viaDPoP[e] = add(&c, invalidDPoP)
 	}
 	c := *v.noScope
-	d.viaDPoP[v.noScope] = add(&c, d.challenge+`, error="insufficient_scope", scope="`+joinScope(cfg.Scope)+`"`)
+	d.viaDPoP[v.noScope] = add(&c, d.challenge+`, error="insufficient_scope", scope="`+joinScope(cfg.Scope)+`"`+on403)
 
 	// A request without credentials learns every scheme it may use (RFC
 	// 9110 §11.6.1 allows one challenge per header value).
 	missing := v.answers[v.missing]
 	switch d.mode {
 	case DPoPAllowed:
-		missing.challenge2 = d.challenge
+		missing.challenge2 = d.challenge + on401
 	case DPoPRequired:
-		missing.challenge = d.challenge
+		missing.challenge = d.challenge + on401
 	}
 	v.answers[v.missing] = missing
 	return nil
@@ -210,19 +213,4 @@ func schemeToken(h, scheme string) string {
 		return ""
 	}
 	return strings.Trim(h[n+1:], " \t")
-}
-
-// DPoPResourceMetadata returns the DPoP members of the protected resource
-// metadata document of a route this Verifier guards (RFC 9728 §2, RFC
-// 9449 §5.1): the proof algorithms, and whether only bound tokens are
-// accepted. Nil when the DPoP scheme is off.
-func (v *Verifier) DPoPResourceMetadata() map[string]any {
-	if v.dpop.mode == DPoPOff {
-		return nil
-	}
-	m := map[string]any{"dpop_signing_alg_values_supported": v.dpop.checker.algs}
-	if v.dpop.mode == DPoPRequired {
-		m["dpop_bound_access_tokens_required"] = true
-	}
-	return m
 }

@@ -3,6 +3,7 @@ package grant_test
 import (
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -213,14 +214,24 @@ func TestVerifierDPoPReplayRaceAcrossTwoGatewaysOnOneRedis(t *testing.T) {
 func TestVerifierDPoPResourceMetadata(t *testing.T) {
 	st := memstore.New(memstore.Options{})
 	t.Cleanup(func() { _ = st.Close() })
-	for mode, want := range map[string]int{"": 1, grant.DPoPRequired: 2, grant.DPoPOff: 0} {
-		v, _ := grant.NewVerifier(grant.VerifierConfig{Store: st, DPoP: mode, DPoPAlgorithms: []string{"ES256"}})
-		m := v.DPoPResourceMetadata()
-		if len(m) != want || want > 0 && m["dpop_signing_alg_values_supported"].([]string)[0] != "ES256" {
-			t.Fatalf("%q: %v", mode, m)
+	for _, tc := range []struct {
+		mode     string
+		algs     []string
+		required bool
+	}{
+		{"", []string{"ES256"}, false},
+		{grant.DPoPRequired, []string{"ES256"}, true},
+		{grant.DPoPOff, nil, false},
+	} {
+		v, err := grant.NewVerifier(grant.VerifierConfig{Store: st, DPoP: tc.mode, DPoPAlgorithms: []string{"ES256"},
+			Resource: "https://api.example/mcp", AuthorizationServers: []string{"https://as.example"}})
+		if err != nil {
+			t.Fatal(err)
 		}
-		if mode == grant.DPoPRequired && m["dpop_bound_access_tokens_required"] != true {
-			t.Fatalf("required: %v", m)
+		doc := v.ResourceMetadata()
+		if !slices.Equal(doc.DPoPSigningAlgValuesSupported, tc.algs) || doc.DPoPBoundAccessTokensRequired != tc.required {
+			t.Fatalf("dpop %q: algs %v, required %v; want %v, %v", tc.mode, doc.DPoPSigningAlgValuesSupported,
+				doc.DPoPBoundAccessTokensRequired, tc.algs, tc.required)
 		}
 	}
 	if _, err := grant.NewVerifier(grant.VerifierConfig{Store: st, DPoP: "maybe"}); err == nil {

@@ -33,6 +33,7 @@ const (
 	CodeUnauthorizedClient     = "unauthorized_client"
 	CodeUnsupportedGrantType   = "unsupported_grant_type"
 	CodeInvalidScope           = "invalid_scope"
+	CodeInvalidTarget          = "invalid_target"
 	CodeTemporarilyUnavailable = "temporarily_unavailable"
 	CodeServerError            = "server_error"
 	CodeInvalidToken           = "invalid_token"
@@ -62,6 +63,12 @@ func unauthorizedClient(reason, desc string) *Error {
 
 func invalidScope(reason, desc string) *Error {
 	return newError(CodeInvalidScope, http.StatusBadRequest, reason, desc)
+}
+
+// invalidTarget is RFC 8707 §2's answer to a resource that is malformed,
+// unknown or not granted.
+func invalidTarget(reason, desc string) *Error {
+	return newError(CodeInvalidTarget, http.StatusBadRequest, reason, desc)
 }
 
 // unavailable is the answer to an outage of the store or of an issuer's

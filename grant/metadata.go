@@ -43,6 +43,9 @@ type Metadata struct {
 	// DPoPSigningAlgValuesSupported are the algorithms of DPoP proofs
 	// (RFC 9449 §5.1): every token request may carry one.
 	DPoPSigningAlgValuesSupported []string `json:"dpop_signing_alg_values_supported,omitempty"`
+	// AuthorizationGrantProfilesSupported names the ID-JAG profile when a
+	// trusted issuer has it (SPEC §7); which issuers do is not published.
+	AuthorizationGrantProfilesSupported []string `json:"authorization_grant_profiles_supported,omitempty"`
 }
 
 // Metadata returns the server's metadata document, derived from its
@@ -68,6 +71,9 @@ func (s *Server) Metadata() *Metadata {
 				refresh = true
 			}
 		}
+	}
+	if s.hasProfile(ProfileIDJAG) {
+		m.AuthorizationGrantProfilesSupported = []string{GrantProfileIDJAG}
 	}
 	if refresh {
 		m.GrantTypesSupported = append(m.GrantTypesSupported, GrantTypeRefreshToken)

@@ -26,6 +26,13 @@ type TokenRecord struct {
 	// Cnf binds the token to the key of a DPoP proof (RFC 9449 §6); absent
 	// for a bearer token.
 	Cnf *Confirmation `json:"cnf,omitempty"`
+	// Resource is the URIs of the resources (RFC 8707) the token was
+	// granted for, absent when none; a refresh record keeps those its
+	// chain was first granted, so that no refresh loses or widens them.
+	Resource []string `json:"resource,omitempty"`
+	// Profile is the assertion profile of the grant ("id-jag"), absent
+	// for a plain RFC 7523 assertion.
+	Profile string `json:"profile,omitempty"`
 }
 
 // AccessRecord is what the store keeps for a live access token, under

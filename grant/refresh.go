@@ -47,14 +47,24 @@ func (s *Server) refresh(req *tokenRequest) (*tokenResponse, *Error) {
 	if req.issuer == nil || client.Issuers != nil && !slices.Contains(client.Issuers, req.issuer.Name) {
 		return nil, invalidGrant("issuer_no_longer_trusted", "refresh token is no longer valid")
 	}
+	resources, chainResources, oerr := s.refreshResources(req, rec)
+	if oerr != nil {
+		return nil, oerr
+	}
 	scope, oerr := refreshScope(req, splitScope(rec.Scope))
 	if oerr != nil {
 		return nil, oerr
 	}
-	return s.issue(req, &granted{
+	if scope, oerr = refreshResourceScope(req, scope, resources); oerr != nil {
+		return nil, oerr
+	}
+	g := &granted{
 		sub: rec.Sub, assertionIss: rec.AssertionIss, claims: rec.Claims, scope: scope,
-		aud: rec.Aud, chain: rec.Chain, firstScope: rec.Scope, rotate: hash, boundJKT: boundJKT(rec.Cnf),
-	})
+		aud: rec.Aud, chain: rec.Chain, firstScope: rec.Scope, rotate: hash, profile: rec.Profile,
+		boundJKT: boundJKT(rec.Cnf),
+	}
+	g.grantResources(resources, chainResources)
+	return s.issue(req, g)
 }
 
 // refreshScope is the scope of a refresh: the form's scope within the

@@ -28,6 +28,7 @@ type Server struct {
 	// token endpoint URL.
 	audiences []string
 	tokenURL  string
+	resources resourceIndex
 	minter    Minter
 	dpop      *dpopChecker
 	log       *zap.Logger
@@ -60,6 +61,9 @@ func New(cfg Config) (*Server, error) {
 			if is.Issuer != iss || is.Keys == nil || len(is.Algorithms) == 0 {
 				return nil, fmt.Errorf("trusted_issuer %q: incomplete", is.Name)
 			}
+			if err := checkProfile(is); err != nil {
+				return nil, fmt.Errorf("trusted_issuer %q: %w", is.Name, err)
+			}
 		}
 		for id, c := range t.Clients {
 			if c.ID != id {
@@ -76,6 +80,10 @@ func New(cfg Config) (*Server, error) {
 			}
 		}
 	}
+	resources, err := newResourceIndex(cfg.Resources)
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
 		cfg:      cfg,
 		tokenURL: strings.TrimRight(cfg.IssuerURL, "/") + cfg.TokenPath,
@@ -84,8 +92,8 @@ func New(cfg Config) (*Server, error) {
 		obs:      cfg.Observer,
 		now:      cfg.Now,
 	}
+	s.resources = resources
 	s.audiences = []string{cfg.IssuerURL, s.tokenURL}
-	var err error
 	if s.dpop, err = newDPoPChecker(cfg.DPoPAlgorithms, cfg.DPoPProofLifetime, cfg.Policy.ClockSkew); err != nil {
 		return nil, err
 	}
@@ -126,7 +134,8 @@ func (s *Server) Endpoints() map[string]http.HandlerFunc {
 }
 
 // readForm reads an application/x-www-form-urlencoded body of at most
-// maxFormSize in which no parameter is repeated (RFC 6749 §3.2).
+// maxFormSize in which no parameter is repeated (RFC 6749 §3.2) but
+// resource, which RFC 8707 §2 lets repeat.
 func readForm(r *http.Request) (url.Values, *Error) {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/x-www-form-urlencoded" {
@@ -146,8 +155,8 @@ func readForm(r *http.Request) (url.Values, *Error) {
 	if err != nil {
 		return nil, invalidRequest("bad_body", "request body is not valid form encoding")
 	}
-	for _, v := range form {
-		if len(v) > 1 {
+	for k, v := range form {
+		if len(v) > 1 && k != "resource" {
 			return nil, invalidRequest("repeated_parameter", "a request parameter is repeated")
 		}
 	}

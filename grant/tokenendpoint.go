@@ -19,6 +19,9 @@ type tokenResponse struct {
 	ExpiresIn    int64  `json:"expires_in"`
 	RefreshToken string `json:"refresh_token,omitempty"`
 	Scope        string `json:"scope,omitempty"`
+	// Resource is the granted resources' URIs (RFC 8707 §2.2): a string
+	// when there is one, an array otherwise, absent when none.
+	Resource any `json:"resource,omitempty"`
 }
 
 // tokenRequest is one token endpoint request on its way down: what the
@@ -182,11 +185,24 @@ func (s *Server) exchange(req *tokenRequest, t *signedJWT) (*tokenResponse, *Err
 		return nil, oerr
 	}
 	req.subject = a.Subject
+	if a.Profile == ProfileIDJAG {
+		if oerr := checkIDJAGClient(req, a); oerr != nil {
+			return nil, oerr
+		}
+	}
+	resources, oerr := s.assertionResources(req, a)
+	if oerr != nil {
+		return nil, oerr
+	}
 	scope, oerr := assertionScope(req, a)
 	if oerr != nil {
 		return nil, oerr
 	}
-	g := &granted{sub: a.Subject, assertionIss: req.issuer.Issuer, claims: a.Claims, scope: scope}
+	if scope, oerr = grantScope(scope, resourceScopes(resources)); oerr != nil {
+		return nil, oerr
+	}
+	g := &granted{sub: a.Subject, assertionIss: req.issuer.Issuer, claims: a.Claims, scope: scope, profile: a.Profile}
+	g.grantResources(resources, resources)
 	if a.Mark != nil {
 		g.marks = []Mark{*a.Mark}
 	}
@@ -230,6 +246,11 @@ type granted struct {
 	rotate            string
 	// boundJKT is the key a refreshed chain is bound to, "" if none.
 	boundJKT string
+	// resource are the URIs of the resources this issuance is for (its
+	// audience), chainResource those the chain was first granted, which
+	// its refresh record keeps; profile is the assertion profile.
+	resource, chainResource []string
+	profile                 string
 }
 
 // lifetimes returns the access and refresh token lifetimes for client
@@ -260,6 +281,11 @@ func (s *Server) issue(req *tokenRequest, g *granted) (*tokenResponse, *Error) {
 		return nil, oerr
 	}
 	accessTTL, refreshTTL := s.lifetimes(req.client)
+	if g.profile == ProfileIDJAG {
+		// SPEC §7: an ID-JAG exchange gets no refresh token; the client
+		// goes back to its IdP for a new grant.
+		refreshTTL = 0
+	}
 	clientID := req.clientID()
 	aud := g.aud
 	if aud == nil {
@@ -276,7 +302,7 @@ func (s *Server) issue(req *tokenRequest, g *granted) (*tokenResponse, *Error) {
 	base := TokenRecord{
 		V: RecordVersion, Sub: g.sub, ClientID: clientID, Scope: joinScope(g.scope), Aud: aud,
 		Iss: s.cfg.IssuerURL, AssertionIss: g.assertionIss, Iat: iat, Exp: iat + int64(accessTTL/time.Second),
-		Tenant: req.tenant.Domain, Claims: claims, Cnf: accessCnf,
+		Tenant: req.tenant.Domain, Claims: claims, Cnf: accessCnf, Resource: g.resource, Profile: g.profile,
 	}
 	at := &AccessRecord{TokenRecord: base}
 	access, err := s.minter.Mint(at)
@@ -285,7 +311,8 @@ func (s *Server) issue(req *tokenRequest, g *granted) (*tokenResponse, *Error) {
 		return nil, newError(CodeServerError, http.StatusInternalServerError, "mint", "token could not be issued")
 	}
 	is := &Issuance{AccessHash: HashToken(access), Access: at}
-	resp := &tokenResponse{AccessToken: access, TokenType: tokenType(accessCnf), ExpiresIn: at.Exp - iat, Scope: at.Scope}
+	resp := &tokenResponse{AccessToken: access, TokenType: tokenType(accessCnf), ExpiresIn: at.Exp - iat, Scope: at.Scope,
+		Resource: responseResource(g.resource)}
 	if refreshTTL > 0 {
 		chain, firstScope := g.chain, g.firstScope
 		if chain == "" {
@@ -296,6 +323,9 @@ func (s *Server) issue(req *tokenRequest, g *granted) (*tokenResponse, *Error) {
 		is.RefreshHash = HashToken(resp.RefreshToken)
 		rt := base
 		rt.Scope, rt.Exp, rt.Cnf = firstScope, iat+int64(refreshTTL/time.Second), refreshCnf
+		if len(g.chainResource) > 0 {
+			rt.Resource, rt.Aud = g.chainResource, g.chainResource
+		}
 		is.Refresh = &RefreshRecord{TokenRecord: rt, Chain: chain}
 	}
 	if g.rotate != "" {
