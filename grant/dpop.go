@@ -347,8 +347,8 @@ func checkDPoPBinding(req *tokenRequest, g *granted) (access, refresh *Confirmat
 // checkConfirmation is SPEC §7/§8's rule for an ID-JAG with a cnf claim:
 // the token request must carry a proof of that key (else invalid_grant),
 // and the tokens are then bound to it (which issue does for every proof).
-// An assertion without cnf.jkt passes. It is meant for the assertions of
-// issuers with profile id-jag, once that profile exists.
+// An assertion without cnf.jkt passes. exchange calls it for the
+// assertions of issuers with profile id-jag.
 func checkConfirmation(t *signedJWT, proof *dpopProof) *Error {
 	raw, ok := t.claim("cnf")
 	if !ok {

@@ -441,3 +441,46 @@ func TestDPoPMetadataListsTheProofAlgorithms(t *testing.T) {
 		t.Fatal("HS256 accepted as a proof algorithm")
 	}
 }
+
+// otherKeyProof is a valid proof signed by, and naming, dpopOther.
+func otherKeyProof() *proof {
+	p := newProof("POST", tokenHTU)
+	p.signer, p.jwkOf = dpopOther(), dpopOther()
+	return p
+}
+
+// An ID-JAG with cnf.jkt must come with a proof of that key, and the token
+// is bound to it (SPEC §7, §8).
+func TestIDJAGWithCnfNeedsAProofOfItsKey(t *testing.T) {
+	b := newDPoPBench(t, withIDJAG)
+	jkt := jktOf(t, dpopKey())
+	bound := func() string { return b.idJAG(t, "", map[string]any{"cnf": map[string]any{"jkt": jkt}}) }
+	for _, tc := range []struct {
+		name   string
+		proofs []string
+		status int
+		err    string
+	}{
+		{"no proof", nil, 400, "invalid_grant"},
+		{"a proof of another key", []string{otherKeyProof().String()}, 400, "invalid_grant"},
+		{"a proof of the key", []string{newProof("POST", tokenHTU).String()}, 200, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := b.st.writes.Load()
+			w, body := b.token(t, form(bound()), tc.proofs...)
+			if w.Code != tc.status || tc.err != "" && body["error"] != tc.err {
+				t.Fatalf("got %d %s, want %d %s", w.Code, w.Body, tc.status, tc.err)
+			}
+			if tc.status != 200 {
+				if b.st.writes.Load() != before {
+					t.Fatal("a refused request wrote to the store")
+				}
+				return
+			}
+			rec, err := b.store.Access(t.Context(), grant.HashToken(body["access_token"].(string)))
+			if err != nil || rec.Cnf == nil || rec.Cnf.JKT != jkt || body["token_type"] != "DPoP" {
+				t.Fatalf("record %+v, %v, response %v", rec, err, body)
+			}
+		})
+	}
+}

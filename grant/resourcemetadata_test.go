@@ -162,3 +162,45 @@ func TestResourceMetadataDocumentIsServedWithoutAToken(t *testing.T) {
 		t.Fatal("a verifier without resource has metadata")
 	}
 }
+
+// Every 401 and 403 challenge of a protected resource points to its
+// metadata, whichever scheme it names (SPEC §7 with §8).
+func TestResourceChallengesOfBothSchemesNameTheMetadata(t *testing.T) {
+	st := memstore.New(memstore.Options{})
+	t.Cleanup(func() { _ = st.Close() })
+	v, err := grant.NewVerifier(grant.VerifierConfig{Store: st, Scope: []string{"tools:read"},
+		Resource: mcpURI, AuthorizationServers: []string{issuerURL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const meta = `resource_metadata="https://mcp.example/.well-known/oauth-protected-resource/mcp"`
+	for _, tc := range []struct {
+		name, authz string
+	}{
+		{"no credentials", ""},
+		{"an unknown bearer token", "Bearer nope"},
+		{"an unknown DPoP token without a proof", "DPoP nope"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodGet, mcpURI, nil)
+			if tc.authz != "" {
+				r.Header.Set("Authorization", tc.authz)
+			}
+			_, oerr := v.Authenticate(r)
+			if oerr == nil {
+				t.Fatal("accepted")
+			}
+			w := httptest.NewRecorder()
+			v.WriteError(w, oerr)
+			challenges := w.Header().Values("WWW-Authenticate")
+			if len(challenges) == 0 {
+				t.Fatalf("%d without a challenge", w.Code)
+			}
+			for _, c := range challenges {
+				if !strings.Contains(c, meta) {
+					t.Errorf("challenge %q does not name the metadata", c)
+				}
+			}
+		})
+	}
+}

@@ -189,6 +189,9 @@ func (s *Server) exchange(req *tokenRequest, t *signedJWT) (*tokenResponse, *Err
 		if oerr := checkIDJAGClient(req, a); oerr != nil {
 			return nil, oerr
 		}
+		if oerr := checkConfirmation(t, req.dpop); oerr != nil {
+			return nil, oerr
+		}
 	}
 	resources, oerr := s.assertionResources(req, a)
 	if oerr != nil {
