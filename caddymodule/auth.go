@@ -93,7 +93,7 @@ func (a *AuthHandler) Provision(ctx caddy.Context) error {
 	// which the hot path need not pay.
 	a.ok = m.authRequests.WithLabelValues("ok")
 	a.outcomes = map[string]prometheus.Counter{}
-	for _, reason := range []string{"missing_token", "unknown_token", "expired", "wrong_audience", "wrong_tenant", "insufficient_scope", "store_unavailable"} {
+	for _, reason := range []string{"missing_token", "unknown_token", "expired", "wrong_audience", "wrong_tenant", "insufficient_scope", "store_unavailable", "duplicate_authorization"} {
 		a.outcomes[reason] = m.authRequests.WithLabelValues(reason)
 	}
 	return nil
@@ -108,7 +108,11 @@ func (a *AuthHandler) Validate() error {
 // ServeHTTP verifies the bearer token and either answers the refusal or
 // passes the request on with the placeholders set.
 func (a *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	rec, oerr := a.verifier.Verify(r.Context(), grant.BearerToken(r))
+	token, oerr := a.verifier.RequestToken(r)
+	var rec *grant.AccessRecord
+	if oerr == nil {
+		rec, oerr = a.verifier.Verify(r.Context(), token)
+	}
 	if oerr != nil {
 		if c := a.outcomes[oerr.Reason]; c != nil {
 			c.Inc()

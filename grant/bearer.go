@@ -56,6 +56,8 @@ type Verifier struct {
 	// refusal path allocates no more than the success path.
 	missing, unknown, expired, wrongAudience, wrongTenant, noScope, down *Error
 	answers                                                              map[*Error]bearerAnswer
+	// duplicate refuses a request with more than one Authorization header.
+	duplicate *Error
 }
 
 // bearerAnswer is the response to one kind of refusal.
@@ -134,6 +136,7 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	v.wrongTenant = invalid("wrong_tenant", "the access token is invalid")
 	v.noScope = newError(CodeInsufficientScope, http.StatusForbidden, "insufficient_scope", "the access token lacks a required scope")
 	v.down = unavailable("store_unavailable", "token store is unavailable")
+	v.duplicate = invalidRequest("duplicate_authorization", "more than one Authorization header")
 
 	base := `Bearer realm="` + realm + `"`
 	v.answers = map[*Error]bearerAnswer{
@@ -145,6 +148,7 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 		v.noScope:       answer(base+`, error="insufficient_scope", scope="`+joinScope(cfg.Scope)+`"`, v.noScope),
 		v.down:          answer("", v.down),
 	}
+	v.answers[v.duplicate] = answer(base+`, error="invalid_request"`, v.duplicate)
 	return v, nil
 }
 
@@ -184,6 +188,18 @@ func BearerToken(r *http.Request) string {
 		return ""
 	}
 	return strings.Trim(h[7:], " \t")
+}
+
+// RequestToken is BearerToken for a request the Verifier judges: more
+// than one Authorization header is refused (SPEC §2.2, RFC 6750 §3.1)
+// rather than verifying the first, so that no upstream ever sees a
+// second, unverified credential. The returned *Error is shared, as
+// Verify's.
+func (v *Verifier) RequestToken(r *http.Request) (string, *Error) {
+	if len(r.Header.Values("Authorization")) > 1 {
+		return "", v.duplicate
+	}
+	return BearerToken(r), nil
 }
 
 // Verify checks a bearer token: it must name a live access token record
