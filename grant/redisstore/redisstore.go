@@ -27,8 +27,9 @@
 //
 // On a single node or behind sentinels, every write is one Lua script, so
 // one round trip and atomic: Issue checks all marks before it sets any, so
-// a replay writes nothing; Rotate reads the old refresh record (decoding it
-// with cjson), and either marks it rotated and writes the next tokens or,
+// a replay writes nothing; Rotate reads the old refresh record (decoding
+// with cjson only its own members after the claims, which cjson may not
+// read: see luaState), and either marks it rotated and writes the next tokens or,
 // if it was rotated already, deletes every key of its chain; RevokeChain
 // deletes the chain's members and the set. Rotation marks the record by
 // editing its JSON text rather than re-encoding it with cjson, which would
