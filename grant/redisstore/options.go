@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
+	"go.uber.org/zap"
 )
 
 // DefaultKeyPrefix is the key prefix of Options that leave KeyPrefix empty.
@@ -34,6 +35,9 @@ type Options struct {
 	// Redis as durations measured by it, so that a Redis whose clock runs
 	// ahead cannot shorten a replay mark (SPEC §3.1 check 10).
 	Now func() time.Time
+	// Logger receives the one warning of a Redis whose maxmemory-policy
+	// may evict replay records (see Store.checkPolicy); nil: no check.
+	Logger *zap.Logger
 }
 
 // mode is how a Store reaches Redis, by the rules the README states: a

@@ -66,9 +66,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
 
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant"
 )
@@ -80,6 +82,8 @@ type Store struct {
 	cluster bool
 	now     func() time.Time
 	desc    string
+	log     *zap.Logger
+	policy  atomic.Int32 // see checkPolicy
 }
 
 var _ grant.Store = (*Store)(nil)
@@ -95,7 +99,7 @@ func New(uo *redis.UniversalOptions, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("redisstore: %w", err)
 	}
 	uo = withDefaults(uo)
-	s := &Store{prefix: cmp.Or(opts.KeyPrefix, DefaultKeyPrefix), now: opts.Now, desc: describe(uo)}
+	s := &Store{prefix: cmp.Or(opts.KeyPrefix, DefaultKeyPrefix), now: opts.Now, desc: describe(uo), log: opts.Logger}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -186,6 +190,7 @@ func (s *Store) get(ctx context.Context, key string) ([]byte, error) {
 	case err != nil:
 		return nil, unavailable(err)
 	}
+	s.checkPolicy(ctx)
 	return b, nil
 }
 
@@ -267,6 +272,7 @@ func (s *Store) Issue(ctx context.Context, is *grant.Issuance) error {
 	if err != nil {
 		return unavailable(err)
 	}
+	s.checkPolicy(ctx)
 	return s.claimResult(res, is.Marks)
 }
 
