@@ -1,9 +1,7 @@
 package redisstore
 
 import (
-	"bufio"
 	"context"
-	"strings"
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
@@ -31,11 +29,11 @@ func (s *Store) checkPolicy(ctx context.Context) {
 	}
 	ctx = context.WithoutCancel(ctx)
 	check := func(ctx context.Context, c *redis.Client) error {
-		info, err := c.Info(ctx, "memory").Result()
-		if err != nil {
+		info := c.InfoMap(ctx, "memory")
+		if err := info.Err(); err != nil {
 			return err
 		}
-		if p := infoField(info, "maxmemory_policy"); p != "" && p != "noeviction" {
+		if p := info.Item("Memory", "maxmemory_policy"); p != "" && p != "noeviction" {
 			s.log.Warn("redis may evict replay records: set maxmemory-policy noeviction",
 				zap.String("store", s.String()), zap.String("server", c.Options().Addr), zap.String("maxmemory_policy", p))
 		}
@@ -53,15 +51,4 @@ func (s *Store) checkPolicy(ctx context.Context) {
 		return
 	}
 	s.policy.Store(policyChecked)
-}
-
-// infoField returns the value of name in an INFO reply ("" if absent).
-func infoField(info, name string) string {
-	sc := bufio.NewScanner(strings.NewReader(info))
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+":"); ok {
-			return strings.TrimSpace(v)
-		}
-	}
-	return ""
 }
