@@ -526,3 +526,37 @@ func TestAuthRedisOutageIs503AndRecovers(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+func TestAuthMoreThanOneAuthorizationHeaderIs400InvalidRequest(t *testing.T) {
+	e := startEdge(t, edgeConfig{})
+	tok := e.mint(t, "", "").str("access_token")
+	cases := []struct {
+		name    string
+		path    string
+		headers []string
+	}{
+		{"a second bearer token after a live one", "/any", []string{"Bearer " + tok, "Bearer forged"}},
+		{"a live bearer token after a forged one", "/any", []string{"Bearer forged", "Bearer " + tok}},
+		{"a Basic header after a live bearer token never reaches the upstream", "/proxy", []string{"Bearer " + tok, "Basic YXBwOnNlY3JldA=="}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			req, err := http.NewRequest(http.MethodGet, e.api+tc.path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, h := range tc.headers {
+				req.Header.Add("Authorization", h)
+			}
+			r := do(t, req)
+			wantChallenge(t, r, 400, `Bearer realm="jwt_grant", error="invalid_request"`)
+			if r.str("error") != "invalid_request" {
+				t.Fatalf("body %s; want error invalid_request", r.raw)
+			}
+		})
+	}
+	// One header with the same token still passes.
+	if r := getWith(t, e.api+"/any", "Bearer "+tok); r.status != 200 {
+		t.Fatalf("a single header after the refusals: %s", r)
+	}
+}

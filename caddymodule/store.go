@@ -298,7 +298,7 @@ func (r *RedisStore) options() (*redis.UniversalOptions, error) {
 // reference to the shared client of it. No network I/O happens here: the
 // client dials on first use, so an unreachable Redis does not stop Caddy
 // from starting (requests get 503 until it is back).
-func (r *RedisStore) Provision(caddy.Context) error {
+func (r *RedisStore) Provision(ctx caddy.Context) error {
 	uo, err := r.options()
 	if err != nil {
 		return fmt.Errorf("store redis: %w", err)
@@ -318,7 +318,7 @@ func (r *RedisStore) Provision(caddy.Context) error {
 	sum := sha256.Sum256(raw)
 	r.key = "redis:" + hex.EncodeToString(sum[:])
 	sh, err := openShared(r.key, func() (grant.Store, error) {
-		return redisstore.New(uo, redisstore.Options{KeyPrefix: r.KeyPrefix,
+		return redisstore.New(uo, redisstore.Options{KeyPrefix: r.KeyPrefix, Logger: ctx.Logger(),
 			WaitReplicas: r.WaitReplicas, WaitTimeout: time.Duration(r.WaitTimeout)})
 	}, 0)
 	if err != nil {

@@ -296,3 +296,49 @@ func BenchmarkVerifyMemory(b *testing.B) {
 		}
 	})
 }
+
+func TestVerifierRefusesMoreThanOneAuthorizationHeader(t *testing.T) {
+	st := memstore.New(memstore.Options{})
+	t.Cleanup(func() { _ = st.Close() })
+	v, err := grant.NewVerifier(grant.VerifierConfig{Store: st, Realm: "api"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := seed(t, st, nil)
+	cases := []struct {
+		name    string
+		headers []string
+		refused bool
+	}{
+		{name: "one live bearer token is accepted", headers: []string{"Bearer " + token}},
+		{name: "a second bearer token after a live one is 400", headers: []string{"Bearer " + token, "Bearer forged"}, refused: true},
+		{name: "a live bearer token after another is 400", headers: []string{"Bearer forged", "Bearer " + token}, refused: true},
+		{name: "the same live token twice is 400", headers: []string{"Bearer " + token, "Bearer " + token}, refused: true},
+		{name: "a Basic header after a live bearer token is 400", headers: []string{"Bearer " + token, "Basic YTpi"}, refused: true},
+		{name: "two headers without a bearer token are 400", headers: []string{"Basic YTpi", "Basic YzpE"}, refused: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodGet, "/", nil)
+			for _, h := range tc.headers {
+				r.Header.Add("Authorization", h)
+			}
+			_, oerr := v.Authenticate(r)
+			if !tc.refused {
+				if oerr != nil {
+					t.Fatalf("refused: %v", oerr)
+				}
+				return
+			}
+			if oerr == nil {
+				t.Fatal("accepted")
+			}
+			w := httptest.NewRecorder()
+			v.WriteError(w, oerr)
+			const challenge = `Bearer realm="api", error="invalid_request"`
+			if w.Code != 400 || w.Header().Get("WWW-Authenticate") != challenge || oerr.Code != "invalid_request" {
+				t.Fatalf("got %d %q %s, want 400 %q", w.Code, w.Header().Get("WWW-Authenticate"), w.Body, challenge)
+			}
+		})
+	}
+}

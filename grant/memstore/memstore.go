@@ -26,14 +26,25 @@ const DefaultMaxEntries = 1_000_000
 
 // sweepSample is how many entries of each map a write examines for expiry.
 // A write adds at most a few entries and examines more, so expired entries
-// cannot pile up between the full sweeps that only a full store triggers.
+// cannot pile up.
 const sweepSample = 16
+
+// fullSample is how many entries of each map a write examines when the
+// store is full, before it gives up and is refused. A full sweep would be
+// exact but costs the whole store under the exclusive lock on every
+// refused write, which stalls every reader: a flood of grants against a
+// full store must cost each of them a constant, as Redis's bounded active
+// expiry does. An expired entry the sample misses is purged by a later
+// write (each starts at a random place), and a store of at most
+// fullSample entries per map is still swept whole.
+const fullSample = 1024
 
 // Options configures a Store.
 type Options struct {
 	// MaxEntries bounds the records, replay marks and chains held at once
 	// (default DefaultMaxEntries). When a write would exceed it even after
-	// every expired entry is purged, Issue and Rotate fail with an error
+	// the expired entries of a bounded sample are purged, Issue, Rotate and
+	// ClaimMarks fail with an error
 	// wrapping grant.ErrUnavailable: the token endpoint answers 503 rather
 	// than evict live tokens or forget replay marks, either of which would
 	// be a security hole.
@@ -55,6 +66,10 @@ type Store struct {
 	refresh map[string]*refreshEntry
 	marks   map[string]markEntry
 	chains  map[string]*chainEntry
+
+	// examined counts the entries sweeps have looked at, the work a
+	// refused write must keep constant; tests read it.
+	examined int
 }
 
 type refreshEntry struct {
@@ -299,12 +314,13 @@ func (s *Store) newEntries(is *grant.Issuance, chain string) int {
 	return n
 }
 
-// reserve makes room for n entries, purging expired ones if needed.
+// reserve makes room for n entries, purging expired ones among a bounded
+// sample if needed (see fullSample).
 func (s *Store) reserve(now time.Time, n int) error {
 	if s.len()+n <= s.max {
 		return nil
 	}
-	s.sweepAll(now)
+	s.sweep(now, fullSample)
 	if s.len()+n <= s.max {
 		return nil
 	}
@@ -374,29 +390,28 @@ func (s *Store) deleteChain(chain string) {
 // different entries, as Redis's active expiry does.
 func (s *Store) sweepSome(now time.Time) { s.sweep(now, sweepSample) }
 
-// sweepAll purges every expired entry.
-func (s *Store) sweepAll(now time.Time) { s.sweep(now, -1) }
-
+// sweep purges the expired entries among limit of each map's.
 func (s *Store) sweep(now time.Time, limit int) {
-	sweepMap(s.access, limit, func(r *grant.AccessRecord) bool { return !live(r.Exp, now) })
-	sweepMap(s.refresh, limit, func(e *refreshEntry) bool { return !live(e.rec.Exp, now) })
-	sweepMap(s.marks, limit, func(m markEntry) bool { return !now.Before(m.until) })
-	sweepMap(s.chains, limit, func(c *chainEntry) bool { return !live(c.exp, now) })
+	s.examined += sweepMap(s.access, limit, func(r *grant.AccessRecord) bool { return !live(r.Exp, now) })
+	s.examined += sweepMap(s.refresh, limit, func(e *refreshEntry) bool { return !live(e.rec.Exp, now) })
+	s.examined += sweepMap(s.marks, limit, func(m markEntry) bool { return !now.Before(m.until) })
+	s.examined += sweepMap(s.chains, limit, func(c *chainEntry) bool { return !live(c.exp, now) })
 }
 
-// sweepMap deletes the expired entries among the first limit of m's
-// (all of them if limit < 0).
-func sweepMap[V any](m map[string]V, limit int, expired func(V) bool) {
+// sweepMap deletes the expired entries among the first limit of m's and
+// returns how many it examined.
+func sweepMap[V any](m map[string]V, limit int, expired func(V) bool) int {
 	n := 0
 	for k, v := range m {
 		if n == limit {
-			return
+			break
 		}
 		n++
 		if expired(v) {
 			delete(m, k)
 		}
 	}
+	return n
 }
 
 func copyAccess(r *grant.AccessRecord) *grant.AccessRecord {

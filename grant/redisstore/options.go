@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
+	"go.uber.org/zap"
 )
 
 // DefaultKeyPrefix is the key prefix of Options that leave KeyPrefix empty.
@@ -42,6 +43,9 @@ type Options struct {
 	// WaitTimeout bounds that wait; it must be shorter than the read
 	// timeout. Default: half the read timeout.
 	WaitTimeout time.Duration
+	// Logger receives the one warning of a Redis whose maxmemory-policy
+	// may evict replay records (see Store.checkPolicy); nil: no check.
+	Logger *zap.Logger
 }
 
 // mode is how a Store reaches Redis, by the rules the README states: a

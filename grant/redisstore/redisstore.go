@@ -27,8 +27,9 @@
 //
 // On a single node or behind sentinels, every write is one Lua script, so
 // one round trip and atomic: Issue checks all marks before it sets any, so
-// a replay writes nothing; Rotate reads the old refresh record (decoding it
-// with cjson), and either marks it rotated and writes the next tokens or,
+// a replay writes nothing; Rotate reads the old refresh record (decoding
+// with cjson only its own members after the claims, which cjson may not
+// read: see luaState), and either marks it rotated and writes the next tokens or,
 // if it was rotated already, deletes every key of its chain; RevokeChain
 // deletes the chain's members and the set. Rotation marks the record by
 // editing its JSON text rather than re-encoding it with cjson, which would
@@ -66,9 +67,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
 
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant"
 )
@@ -84,6 +87,8 @@ type Store struct {
 	// effective WaitTimeout; waitReplicas 0 sends no WAIT.
 	waitReplicas int
 	waitTimeout  time.Duration
+	log          *zap.Logger
+	policy       atomic.Int32 // see checkPolicy
 }
 
 var _ grant.Store = (*Store)(nil)
@@ -103,7 +108,7 @@ func New(uo *redis.UniversalOptions, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("redisstore: %w", err)
 	}
 	uo = withDefaults(uo)
-	s := &Store{prefix: cmp.Or(opts.KeyPrefix, DefaultKeyPrefix), now: opts.Now, desc: describe(uo),
+	s := &Store{prefix: cmp.Or(opts.KeyPrefix, DefaultKeyPrefix), now: opts.Now, desc: describe(uo), log: opts.Logger,
 		waitReplicas: opts.WaitReplicas, waitTimeout: wait}
 	if s.now == nil {
 		s.now = time.Now
@@ -195,6 +200,7 @@ func (s *Store) get(ctx context.Context, key string) ([]byte, error) {
 	case err != nil:
 		return nil, unavailable(err)
 	}
+	s.checkPolicy(ctx)
 	return b, nil
 }
 
@@ -294,6 +300,7 @@ func (s *Store) Issue(ctx context.Context, is *grant.Issuance) error {
 	if err != nil {
 		return unavailable(err)
 	}
+	s.checkPolicy(ctx)
 	if err := s.claimResult(res, is.Marks); err != nil {
 		return err
 	}

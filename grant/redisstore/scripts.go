@@ -34,6 +34,30 @@ local function delete(keys)
 end
 `
 
+// luaState reads what Rotate needs of a refresh record: its chain and
+// whether, and to whom, it was rotated. Decoding the whole record with
+// cjson would refuse copied claims that Go accepts and SPEC §6 lets an
+// assertion carry (a lone surrogate escape such as "\ud800", nesting
+// deeper than cjson's 1000), and every refresh of such a chain would fail
+// for good. Nor is normalising the claims in Go at issuance an option:
+// they must round-trip as sent. So the scripts decode only the record's
+// tail: its members from the last `,"chain":` on. The gateway writes
+// "chain" after "claims" (grant.RefreshRecord's field order, which Go's
+// encoder keeps) with a hex value, and rotation appends its members after
+// it; a "chain" inside the claims comes earlier and Go escapes every quote
+// inside a string, so the last match is the record's own. The greedy .*
+// finds it in one pass from the end. No library reads one member of a
+// JSON text without parsing all of it.
+const luaState = `
+local function state(old)
+  local tail = string.match(old, '^.*,("chain":.*)$')
+  if not tail then return nil end
+  local ok, rec = pcall(cjson.decode, '{' .. tail)
+  if not ok or type(rec) ~= 'table' then return nil end
+  return rec
+end
+`
+
 // issueScript writes a grant if none of its replay marks is held by another.
 //
 //	KEYS: at key, rt key or '', chain key or '', mark keys...
@@ -79,10 +103,11 @@ return 0
 //
 // Returns codeNotFound, codeReuse (after deleting the chain) or codeOK
 // (also when the old token was rotated to this very claimant: a retry).
-var rotateScript = redis.NewScript(luaHelpers + `
+var rotateScript = redis.NewScript(luaHelpers + luaState + `
 local old = redis.call('GET', KEYS[1])
 if not old then return 2 end
-local rec = cjson.decode(old)
+local rec = state(old)
+if not rec then return redis.error_reply('malformed refresh record') end
 local set = nil
 if type(rec.chain) == 'string' and rec.chain ~= '' then
   set = ARGV[1] .. 'ch:' .. rec.chain
@@ -129,10 +154,11 @@ return 0
 //
 // Returns {code, chain}: codeNotFound, codeReuse (the caller deletes the
 // chain) or codeOK (the caller writes the next tokens; also on a retry).
-var claimScript = redis.NewScript(`
+var claimScript = redis.NewScript(luaState + `
 local old = redis.call('GET', KEYS[1])
 if not old then return {2, ''} end
-local rec = cjson.decode(old)
+local rec = state(old)
+if not rec then return redis.error_reply('malformed refresh record') end
 local chain = ''
 if type(rec.chain) == 'string' then chain = rec.chain end
 if rec.rotated == true then

@@ -34,6 +34,7 @@ func Run(t *testing.T, newStore func(t *testing.T) grant.Store) {
 		{"Issue writes records readable by Access and Refresh", issueWritesRecords},
 		{"records round-trip every field", recordsRoundTrip},
 		{"stored records are not aliased by the caller", recordsNotAliased},
+		{"copied claims of any JSON value round-trip through rotation, reuse and revocation", oddClaimsRoundTrip},
 		{"Issue with an existing replay mark returns ErrReplay and writes nothing", issueReplayWritesNothing},
 		{"a replay names the first held mark, in the order given", replayNamesFirstHeldMark},
 		{"a retried Issue of the same issuance is not a replay", issueRetryIsIdempotent},
@@ -272,6 +273,57 @@ func recordsRoundTrip(t *testing.T, s grant.Store) {
 	mustIssue(t, s, other)
 	wantAccess(t, s, other.AccessHash, other.Access)
 	wantRefresh(t, s, other.RefreshHash, other.Refresh)
+}
+
+// oddClaims are copied claims that Go's encoding/json accepts and Redis's
+// cjson does not, a store's scripts included: a lone surrogate escape, as
+// JavaScript's JSON.stringify emits it, and nesting deeper than cjson's
+// limit of 1000. The rest imitate a record's own members from inside the
+// claims.
+func oddClaims() map[string]json.RawMessage {
+	return map[string]json.RawMessage{
+		"lone":     json.RawMessage(`"\ud800x"`),
+		"deep":     json.RawMessage(strings.Repeat("[", 1001) + strings.Repeat("]", 1001)),
+		"chain":    json.RawMessage(`"not-the-chain"`),
+		"rotated":  json.RawMessage(`true`),
+		"tail":     json.RawMessage(`",\"chain\":\"x\",\"rotated\":true}"`),
+		"big":      json.RawMessage(`1e400`),
+		"negative": json.RawMessage(`-0`),
+	}
+}
+
+func oddClaimsRoundTrip(t *testing.T, s grant.Store) {
+	chain := randomID()
+	first := newIssuance(chain, time.Hour)
+	first.Access.Claims, first.Refresh.Claims = oddClaims(), oddClaims()
+	mustIssue(t, s, first)
+	wantAccess(t, s, first.AccessHash, first.Access)
+	wantRefresh(t, s, first.RefreshHash, first.Refresh)
+
+	next := newIssuance(chain, time.Hour)
+	next.Access.Claims, next.Refresh.Claims = oddClaims(), oddClaims()
+	if err := s.Rotate(t.Context(), first.RefreshHash, next); err != nil {
+		t.Fatalf("Rotate with odd claims: %v", err)
+	}
+	wantRefresh(t, s, first.RefreshHash, rotated(first.Refresh))
+	wantRefresh(t, s, next.RefreshHash, next.Refresh)
+	wantAccess(t, s, next.AccessHash, next.Access)
+
+	// Reuse of the rotated token still finds and revokes the whole chain.
+	if err := s.Rotate(t.Context(), first.RefreshHash, newIssuance(chain, time.Hour)); !errors.Is(err, grant.ErrRefreshReuse) {
+		t.Fatalf("Rotate of a rotated token with odd claims: %v; want ErrRefreshReuse", err)
+	}
+	wantAccess(t, s, next.AccessHash, nil)
+	wantRefresh(t, s, next.RefreshHash, nil)
+
+	other := newIssuance(randomID(), time.Hour)
+	other.Access.Claims, other.Refresh.Claims = oddClaims(), oddClaims()
+	mustIssue(t, s, other)
+	if err := s.RevokeChain(t.Context(), other.Refresh.Chain); err != nil {
+		t.Fatalf("RevokeChain with odd claims: %v", err)
+	}
+	wantAccess(t, s, other.AccessHash, nil)
+	wantRefresh(t, s, other.RefreshHash, nil)
 }
 
 func recordsNotAliased(t *testing.T, s grant.Store) {

@@ -56,6 +56,13 @@ func Start(tb testing.TB) *Server {
 	return start(tb, nil, nil, false)
 }
 
+// StartWith is Start with more redis-server arguments, such as
+// "--maxmemory-policy", "allkeys-lru".
+func StartWith(tb testing.TB, args ...string) *Server {
+	tb.Helper()
+	return start(tb, func(string, int) []string { return args }, nil, false)
+}
+
 // StartTLS starts a standalone redis-server that accepts only TLS, with a
 // self-signed certificate for 127.0.0.1 that clients must either skip
 // verifying or fail on. Client certificates are not asked for.
