@@ -162,7 +162,7 @@ func memLen(t testing.TB) int {
 	n := -1
 	stores.Range(func(key, value any) bool {
 		if key == "memory" {
-			n = value.(sharedStore).Store.(*memstore.Store).Len()
+			n = value.(sharedStore).Store.(*drainingStore).Store.(*memstore.Store).Len()
 			return false
 		}
 		return true
