@@ -40,13 +40,14 @@ bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
 
 ## fuzz: each fuzz target for FUZZTIME (default 30s), one after the other;
-## `make test` already runs their seed corpora (testdata/fuzz)
+## `make test` already runs their seed corpora (testdata/fuzz); -timeout 0
+## because go test's default 10m timeout would also end a long fuzz run
 FUZZ_TARGETS := FuzzAssertion:./grant FuzzTokenEndpoint:./grant FuzzBearer:./grant \
 	FuzzJWKS:./grant/keys FuzzCaddyfile:./caddymodule
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo "fuzz $${t%%:*} ($(FUZZTIME))"; \
-		$(GO) test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $(FUZZTIME) "$${t#*:}"; \
+		$(GO) test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $(FUZZTIME) -timeout 0 "$${t#*:}"; \
 	done
 
 clean:
