@@ -5,7 +5,9 @@ GO        ?= go
 REDIS     ?= redis-server
 DEMO_KEY  := demo/issuer
 
-.PHONY: build run test bench vet deps clean
+FUZZTIME  ?= 30s
+
+.PHONY: build run test bench fuzz vet deps clean
 
 ## build: ./caddy, the custom build described by xcaddy.json
 build:
@@ -36,6 +38,17 @@ test: deps vet
 ## bench: the benchmarks (token endpoint, jwt_grant_auth, stores)
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
+
+## fuzz: each fuzz target for FUZZTIME (default 30s), one after the other;
+## `make test` already runs their seed corpora (testdata/fuzz); -timeout 0
+## because go test's default 10m timeout would also end a long fuzz run
+FUZZ_TARGETS := FuzzAssertion:./grant FuzzTokenEndpoint:./grant FuzzBearer:./grant \
+	FuzzJWKS:./grant/keys FuzzCaddyfile:./caddymodule
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t%%:*} ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $(FUZZTIME) -timeout 0 "$${t#*:}"; \
+	done
 
 clean:
 	rm -f caddy
