@@ -69,7 +69,7 @@ func FuzzAssertion(f *testing.F) {
 	f.Add("eyJhbGciOiJub25lIn0.e30.", []byte(`{"crit":["exp"],"exp":1}`), []byte(`{"iss":"idp","sub":1}`))
 	f.Add("a.b.c", []byte(`{"b64":false}`), []byte(`{"iss":"idp","aud":["x","https://as.example"],"exp":"1"}`))
 	f.Add("", []byte(`{"jwk":{"kty":"oct","k":"AA"}}`), []byte(`{"iss":"idp"}}`))
-	f.Add(strings.Repeat("A", MaxAssertionSize+1), []byte(`null`), []byte(`[]`))
+	f.Add(strings.Repeat("A", maxAssertionSize+1), []byte(`null`), []byte(`[]`))
 
 	is, pol := fuzzIssuer(), fuzzPolicy()
 	f.Fuzz(func(t *testing.T, raw string, header, payload []byte) {
@@ -209,7 +209,7 @@ func checkAccepted(t *testing.T, raw string, p *signedJWT, a *verifiedAssertion,
 		t.Fatalf("accepted exp %v, beyond the lifetime bound", exp)
 	case jti == "" || a.Mark == nil:
 		t.Fatalf("accepted without a jti although it is required (jti %q)", jti)
-	case a.Mark.Key != ReplayMarkKey("grant", "", a.Issuer.Issuer, jti):
+	case a.Mark.Key != replayMarkKey("grant", "", a.Issuer.Issuer, jti):
 		t.Fatalf("replay mark is not the jti's")
 	case a.Mark.Until.Before(exp):
 		t.Fatalf("replay mark expires at %v, before exp %v", a.Mark.Until, exp)

@@ -52,9 +52,9 @@ func fuzzTokenServer(t *testing.T) *grant.Server {
 			"": {
 				Issuers: map[string]*grant.Issuer{
 					"https://idp": {Name: "idp", Issuer: "https://idp", Algorithms: keys.DefaultAlgorithms,
-						Keys: keys.Static{{Public: issuerKey.Public()}}, Scopes: []string{"a", "b"}},
+						Keys: keys.Static{{Public: issuerKey().Public()}}, Scopes: []string{"a", "b"}},
 					"svc-account@example": {Name: "svc", Issuer: "svc-account@example", Algorithms: keys.DefaultAlgorithms,
-						Keys: keys.Static{{Public: issuerKey.Public()}}, ClientAuthOptional: true},
+						Keys: keys.Static{{Public: issuerKey().Public()}}, ClientAuthOptional: true},
 				},
 				Clients: map[string]*grant.Client{
 					"c:1": {ID: "c:1", SecretHash: fuzzSecretHash(), GrantTypes: []string{grant.GrantJWTBearer, grant.GrantRefreshToken}},
@@ -71,7 +71,7 @@ func fuzzTokenServer(t *testing.T) *grant.Server {
 
 // fuzzAssertion is an assertion of iss, valid at fuzzNow.
 func fuzzAssertion(f *testing.F, iss string) string {
-	s, err := keys.Sign(issuerKey, "RS256", "", "JWT", map[string]any{
+	s, err := keys.Sign(issuerKey(), "RS256", "", "JWT", map[string]any{
 		"iss": iss, "sub": "alice", "aud": issuerURL + "/oauth2/token",
 		"iat": fuzzNow.Unix(), "exp": fuzzNow.Add(time.Minute).Unix(), "jti": "j-" + iss, "scope": "a"})
 	if err != nil {
@@ -95,6 +95,9 @@ var tokenErrors = []string{
 // statuses and the RFC 6749 shape, and nothing is issued without an
 // assertion signed by the issuer's key and, unless the issuer has
 // client_auth optional, the client's secret.
+// formLimit is SPEC §3.1's 64 KiB bound on a token request's body.
+const formLimit = 64 << 10
+
 func FuzzTokenEndpoint(f *testing.F) {
 	const form = "application/x-www-form-urlencoded"
 	idp, svc := fuzzAssertion(f, "https://idp"), fuzzAssertion(f, "svc-account@example")
@@ -112,7 +115,7 @@ func FuzzTokenEndpoint(f *testing.F) {
 	f.Add("POST", "%zz", form, "basic Yzox", "grant_type=%zz")
 
 	f.Fuzz(func(t *testing.T, method, query, contentType, authorization, body string) {
-		if len(body) > 2*grant.MaxFormSize {
+		if len(body) > 2*formLimit {
 			return // the size bound is the seeds' to prove; the rest is time
 		}
 		r := &http.Request{
@@ -174,7 +177,7 @@ func checkTokenAnswer(t *testing.T, r *http.Request, body string, w *httptest.Re
 			t.Fatalf("405 to %q, Allow %q", r.Method, h.Get("Allow"))
 		}
 	case 413:
-		if e.Error != grant.CodeInvalidRequest || len(body) <= grant.MaxFormSize {
+		if e.Error != grant.CodeInvalidRequest || len(body) <= formLimit {
 			t.Fatalf("413 %q for a body of %d bytes", e.Error, len(body))
 		}
 	case 503:
@@ -216,7 +219,7 @@ func checkIssued(t *testing.T, r *http.Request, body string, members map[string]
 	if err != nil {
 		t.Fatalf("200 for an assertion go-jose cannot parse: %v", err)
 	}
-	payload, err := jws.Verify(issuerKey.Public())
+	payload, err := jws.Verify(issuerKey().Public())
 	if err != nil {
 		t.Fatalf("200 for an assertion the issuer did not sign: %v", err)
 	}

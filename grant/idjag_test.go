@@ -19,10 +19,10 @@ func withIDJAG(cfg *grant.Config) {
 	withResources(cfg)
 	top := cfg.Tenants[""]
 	top.Issuers[enterpriseIdP] = &grant.Issuer{Name: "enterprise", Issuer: enterpriseIdP, Algorithms: keys.DefaultAlgorithms,
-		Keys: keys.Static{{Public: issuerKey.Public()}}, Profile: grant.ProfileIDJAG, Aliases: []string{"idjag-alias"},
+		Keys: keys.Static{{Public: issuerKey().Public()}}, Profile: grant.ProfileIDJAG, Aliases: []string{"idjag-alias"},
 		Scopes: []string{"tools:read", "tools:call", "reports:read", "other"}}
 	top.Issuers[issuerURL] = &grant.Issuer{Name: "self", Issuer: issuerURL, Algorithms: keys.DefaultAlgorithms,
-		Keys: keys.Static{{Public: issuerKey.Public()}}, Profile: grant.ProfileIDJAG}
+		Keys: keys.Static{{Public: issuerKey().Public()}}, Profile: grant.ProfileIDJAG}
 }
 
 // idJAG signs an ID-JAG for client c:1 and the MCP resource; extra
@@ -160,7 +160,7 @@ func TestIssuerProfileConfiguration(t *testing.T) {
 			_, err := grant.New(grant.Config{IssuerURL: issuerURL, TokenPath: "/t", AccessTokenTTL: time.Hour, Store: newServer(t, nil).store,
 				Tenants: map[string]*grant.Tenant{"": {Issuers: map[string]*grant.Issuer{"x": func() *grant.Issuer {
 					is := tc.issuer
-					is.Name, is.Issuer, is.Algorithms, is.Keys = "x", "x", keys.DefaultAlgorithms, keys.Static{{Public: issuerKey.Public()}}
+					is.Name, is.Issuer, is.Algorithms, is.Keys = "x", "x", keys.DefaultAlgorithms, keys.Static{{Public: issuerKey().Public()}}
 					return &is
 				}()}}}})
 			if (tc.want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.want) {

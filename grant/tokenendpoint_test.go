@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,7 +27,15 @@ type bench struct {
 	store  grant.Store
 }
 
-var issuerKey, _ = rsa.GenerateKey(rand.Reader, 2048)
+// issuerKey is the trusted issuer's key, made once on first use (not at
+// package init, which every fuzz worker would pay for).
+var issuerKey = sync.OnceValue(func() *rsa.PrivateKey {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		panic(err)
+	}
+	return k
+})
 
 func newServer(t testing.TB, mutate func(*grant.Config)) *bench {
 	t.Helper()
@@ -40,9 +49,9 @@ func newServer(t testing.TB, mutate func(*grant.Config)) *bench {
 		Tenants: map[string]*grant.Tenant{"": {
 			Issuers: map[string]*grant.Issuer{
 				"https://idp": {Name: "idp", Issuer: "https://idp", Algorithms: keys.DefaultAlgorithms,
-					Keys: keys.Static{{Public: issuerKey.Public()}}},
+					Keys: keys.Static{{Public: issuerKey().Public()}}},
 				"svc-account@example": {Name: "svc", Issuer: "svc-account@example", Algorithms: keys.DefaultAlgorithms,
-					Keys: keys.Static{{Public: issuerKey.Public()}}, ClientAuthOptional: true},
+					Keys: keys.Static{{Public: issuerKey().Public()}}, ClientAuthOptional: true},
 			},
 			Clients: map[string]*grant.Client{
 				"c:1": {ID: "c:1", SecretHash: hash, GrantTypes: []string{grant.GrantJWTBearer, grant.GrantRefreshToken}},
@@ -56,7 +65,7 @@ func newServer(t testing.TB, mutate func(*grant.Config)) *bench {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &bench{srv: srv, key: issuerKey, secret: "c:s/ecret", store: st}
+	return &bench{srv: srv, key: issuerKey(), secret: "c:s/ecret", store: st}
 }
 
 func (b *bench) assertion(t testing.TB, iss string, extra map[string]any) string {
