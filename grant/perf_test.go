@@ -1,0 +1,210 @@
+package grant_test
+
+import (
+	"bufio"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant"
+	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/redisstore"
+	"github.com/caddy-jwt-grant/caddy-jwt-grant/internal/testredis"
+)
+
+// commandCalls reads INFO commandstats: how often each command ran since
+// the last CONFIG RESETSTAT. The commands that ask (info, config) are left
+// out, so that what remains is the gateway's traffic alone.
+func commandCalls(t *testing.T, s *testredis.Server) map[string]int {
+	t.Helper()
+	info, err := s.Do("INFO", "commandstats")
+	if err != nil {
+		t.Fatalf("INFO commandstats: %v", err)
+	}
+	calls := map[string]int{}
+	sc := bufio.NewScanner(strings.NewReader(info))
+	for sc.Scan() {
+		// cmdstat_get:calls=3,usec=12,usec_per_call=4.00,...
+		name, stats, ok := strings.Cut(strings.TrimPrefix(sc.Text(), "cmdstat_"), ":")
+		if !ok || name == "info" || strings.HasPrefix(name, "config|") {
+			continue
+		}
+		first, _, _ := strings.Cut(stats, ",")
+		n, err := strconv.Atoi(strings.TrimPrefix(first, "calls="))
+		if err != nil {
+			t.Fatalf("unexpected commandstats line %q", sc.Text())
+		}
+		calls[name] = n
+	}
+	return calls
+}
+
+func resetStats(t *testing.T, s *testredis.Server) {
+	t.Helper()
+	if _, err := s.Do("CONFIG", "RESETSTAT"); err != nil {
+		t.Fatalf("CONFIG RESETSTAT: %v", err)
+	}
+}
+
+// reads is INFO stats' total_reads_processed: every read of a client's
+// socket, so one per round trip of a client that waits for each reply.
+// Commandstats cannot tell round trips apart, as it counts the commands
+// a script calls as well as the script.
+func reads(t *testing.T, s *testredis.Server) int {
+	t.Helper()
+	info, err := s.Do("INFO", "stats")
+	if err != nil {
+		t.Fatalf("INFO stats: %v", err)
+	}
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "total_reads_processed:"); ok {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				t.Fatalf("unexpected stats line %q", line)
+			}
+			return n
+		}
+	}
+	t.Fatal("INFO stats has no total_reads_processed")
+	return 0
+}
+
+// roundTrips counts the socket reads Redis made during do, less those of
+// the two INFO calls that measure them (measured the same way with
+// nothing in between).
+func roundTrips(t *testing.T, s *testredis.Server, do func()) int {
+	t.Helper()
+	before := reads(t, s)
+	overhead := reads(t, s) - before
+	before = reads(t, s)
+	do()
+	return reads(t, s) - before - overhead
+}
+
+// An exchange writes its records and replay marks with one script, and a
+// verification reads one key: one round trip each, counted by Redis
+// itself rather than by the client, so that a command sent behind the
+// client library's back would show too.
+func TestOneRedisRoundTripPerExchangeAndPerVerification(t *testing.T) {
+	const n = 20
+	srv := testredis.Start(t)
+	rs, err := redisstore.New(&redis.UniversalOptions{Addrs: []string{srv.Addr()}}, redisstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rs.Close() })
+	b := newServer(t, func(c *grant.Config) { c.Store = rs })
+	v, err := grant.NewVerifier(grant.VerifierConfig{Store: rs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := basic("c:1", b.secret)
+	assertions := make([]string, n+1)
+	for i := range assertions {
+		assertions[i] = b.assertion(t, "https://idp", nil)
+	}
+	// The first exchange loads the script into Redis (EVALSHA, NOSCRIPT,
+	// EVAL) and opens the connection; that is once per process, not per
+	// request.
+	w, body := b.post(form(assertions[0]), auth)
+	if w.Code != 200 {
+		t.Fatalf("warm-up exchange: %d %v", w.Code, body)
+	}
+	token := body["access_token"].(string)
+
+	resetStats(t, srv)
+	trips := roundTrips(t, srv, func() {
+		for _, a := range assertions[1:] {
+			if w, body := b.post(form(a), auth); w.Code != 200 {
+				t.Fatalf("exchange: %d %v", w.Code, body)
+			}
+		}
+	})
+	calls := commandCalls(t, srv)
+	if trips != n || calls["evalsha"] != n {
+		t.Errorf("%d exchanges took %d round trips and %d EVALSHA; want %d of each", n, trips, calls["evalsha"], n)
+	}
+	// Whatever else ran, ran inside the script: the commands Issue's
+	// script calls, and nothing the client sent on its own.
+	for cmd := range calls {
+		if cmd != "evalsha" && !slices.Contains([]string{"get", "set", "sadd", "pexpire"}, cmd) {
+			t.Errorf("exchanges ran %s (%d times): %v", cmd, calls[cmd], calls)
+		}
+	}
+
+	resetStats(t, srv)
+	trips = roundTrips(t, srv, func() {
+		for range n {
+			if _, oerr := v.Verify(t.Context(), token); oerr != nil {
+				t.Fatalf("verify: %v", oerr)
+			}
+		}
+	})
+	if got, want := commandCalls(t, srv), map[string]int{"get": n}; trips != n || !maps.Equal(got, want) {
+		t.Errorf("%d verifications took %d round trips and sent %v; want %d and %v", n, trips, got, n, want)
+	}
+}
+
+// overBudget is whether measured allocations exceed a budget by more than
+// the 20 % a change may add before it has to say why.
+func overBudget(measured float64, budget int) bool { return measured > float64(budget)*1.2 }
+
+// The hot paths' allocations are a budget: a change that adds more than
+// 20 % to an exchange or a verification fails here, and the figures are
+// stated in BENCHMARKS.md. Memory store, so that only the gateway's own
+// allocations count.
+func TestAllocationBudgetPerExchangeAndPerVerification(t *testing.T) {
+	const runs = 50
+	b := newServer(t, nil)
+	auth := basic("c:1", b.secret)
+	assertions := make([]string, runs+2)
+	for i := range assertions {
+		assertions[i] = b.assertion(t, "https://idp", nil)
+	}
+	w, body := b.post(form(assertions[0]), auth) // pays the secret's hash once
+	if w.Code != 200 {
+		t.Fatalf("warm-up exchange: %d %v", w.Code, body)
+	}
+	token := body["access_token"].(string)
+	v, err := grant.NewVerifier(grant.VerifierConfig{Store: b.store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := 1
+	for _, tc := range []struct {
+		name   string
+		budget int
+		do     func()
+	}{
+		{"an exchange (RS256, client_secret_basic, refresh token)", exchangeAllocs, func() {
+			if w, body := b.post(form(assertions[next]), auth); w.Code != 200 {
+				t.Fatalf("exchange: %d %v", w.Code, body)
+			}
+			next++
+		}},
+		{"a verification", verifyAllocs, func() {
+			if _, oerr := v.Verify(t.Context(), token); oerr != nil {
+				t.Fatalf("verify: %v", oerr)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := testing.AllocsPerRun(runs, tc.do)
+			t.Logf("%.0f allocations; budget %d", got, tc.budget)
+			if overBudget(got, tc.budget) {
+				t.Errorf("%.0f allocations, more than 20 %% above the budget of %d", got, tc.budget)
+			}
+		})
+	}
+}
+
+// The budgets, as measured when they were set (BENCHMARKS.md states
+// them). The exchange's figure includes the test's own request and
+// recorder; under the race detector it is 260, within the margin.
+const (
+	exchangeAllocs = 251
+	verifyAllocs   = 6
+)
