@@ -3,10 +3,12 @@ package grant_test
 import (
 	"bufio"
 	"maps"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -208,3 +210,80 @@ const (
 	exchangeAllocs = 251
 	verifyAllocs   = 6
 )
+
+// With the local cache, a verification of a token already seen costs no
+// round trip, and a revocation made elsewhere — by another gateway's
+// store, or by a bare DEL as redis-cli would send it — is refused as soon
+// as Redis's invalidation arrives. The time that takes is logged (a few
+// milliseconds: go-redis applies an invalidation at the next read of the
+// connection that carries it, or at its drainer's 5 ms tick); the bound
+// of one second is generous on purpose, as it checks that invalidation
+// works, not its speed.
+func TestLocalCacheServesWithoutRoundTripsAndHonoursRevocationsAtOnce(t *testing.T) {
+	const n = 20
+	srv := testredis.Start(t)
+	opts := func() *redis.UniversalOptions { return &redis.UniversalOptions{Addrs: []string{srv.Addr()}} }
+	cached, err := redisstore.New(opts(), redisstore.Options{CacheEntries: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cached.Close() })
+	other, err := redisstore.New(opts(), redisstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = other.Close() })
+	b := newServer(t, func(c *grant.Config) { c.Store = other })
+	v, err := grant.NewVerifier(grant.VerifierConfig{Store: cached})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		revoke func(token string)
+	}{
+		{"revoked by another gateway", func(token string) {
+			if err := other.RevokeAccess(t.Context(), grant.HashToken(token)); err != nil {
+				t.Fatalf("revoke: %v", err)
+			}
+		}},
+		{"deleted by another Redis client", func(token string) {
+			if _, err := srv.Do("DEL", redisstore.DefaultKeyPrefix+"at:"+grant.HashToken(token)); err != nil {
+				t.Fatalf("DEL: %v", err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, body := b.post(form(b.assertion(t, "https://idp", nil)), basic("c:1", b.secret))
+			if w.Code != 200 {
+				t.Fatalf("exchange: %d %v", w.Code, body)
+			}
+			token := body["access_token"].(string)
+			if _, oerr := v.Verify(t.Context(), token); oerr != nil { // fills the cache
+				t.Fatalf("first verify: %v", oerr)
+			}
+			trips := roundTrips(t, srv, func() {
+				for range n {
+					if _, oerr := v.Verify(t.Context(), token); oerr != nil {
+						t.Fatalf("cached verify: %v", oerr)
+					}
+				}
+			})
+			if trips != 0 {
+				t.Errorf("%d cached verifications took %d round trips; want 0", n, trips)
+			}
+			start := time.Now()
+			tc.revoke(token)
+			for {
+				if _, oerr := v.Verify(t.Context(), token); oerr != nil {
+					break
+				}
+				if time.Since(start) > time.Second {
+					t.Fatal("the revoked token was still accepted after 1s")
+				}
+				runtime.Gosched()
+			}
+			t.Logf("refused %v after the revocation was sent", time.Since(start))
+		})
+	}
+}
