@@ -2,17 +2,21 @@ package grant_test
 
 import (
 	"bufio"
+	"crypto"
+	"crypto/rand"
 	"maps"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant"
+	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/keys"
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/redisstore"
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/internal/testredis"
 )
@@ -284,6 +288,93 @@ func TestLocalCacheServesWithoutRoundTripsAndHonoursRevocationsAtOnce(t *testing
 				runtime.Gosched()
 			}
 			t.Logf("refused %v after the revocation was sent", time.Since(start))
+		})
+	}
+}
+
+// benchSigners are one issuer key per key family, made once for the
+// package's benchmarks.
+var benchSigners = sync.OnceValue(func() map[string]crypto.Signer {
+	m := map[string]crypto.Signer{"RS256": issuerKey}
+	for _, alg := range []string{"ES256", "EdDSA"} {
+		k, err := keys.GenerateKey(alg)
+		if err != nil {
+			panic(err)
+		}
+		m[alg] = k
+	}
+	return m
+})
+
+// BenchmarkExchange is one JWT bearer grant through the core, without
+// HTTP, per assertion key family, on the memory store. Assertions are
+// signed before the timer starts.
+func BenchmarkExchange(b *testing.B) {
+	for _, alg := range []string{"RS256", "ES256", "EdDSA"} {
+		b.Run(alg, func(b *testing.B) {
+			key := benchSigners()[alg]
+			s := newServer(b, func(c *grant.Config) {
+				c.RefreshTokenTTL = 0
+				c.Tenants[""].Issuers["bench"] = &grant.Issuer{Name: "bench", Issuer: "bench", Algorithms: keys.DefaultAlgorithms,
+					Keys: keys.Static{{Public: key.Public()}}}
+			})
+			assertions := make([]string, b.N+1)
+			for i := range assertions {
+				a, err := keys.Sign(key, alg, "", "JWT", map[string]any{"iss": "bench", "sub": "alice",
+					"aud": issuerURL + "/oauth2/token", "iat": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix(), "jti": rand.Text()})
+				if err != nil {
+					b.Fatal(err)
+				}
+				assertions[i] = a
+			}
+			auth := basic("c:1", s.secret)
+			if w, body := s.post(form(assertions[0]), auth); w.Code != 200 { // pays the secret's hash once
+				b.Fatalf("warm-up: %d %v", w.Code, body)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 1; i <= b.N; i++ {
+				if w, body := s.post(form(assertions[i]), auth); w.Code != 200 {
+					b.Fatalf("%d %v", w.Code, body)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkVerifyRedis is jwt_grant_auth's check on a real redis-server,
+// with and without the local cache.
+func BenchmarkVerifyRedis(b *testing.B) {
+	srv := testredis.Start(b)
+	for _, bc := range []struct {
+		name  string
+		cache int
+	}{{"uncached", 0}, {"cached", 1000}} {
+		b.Run(bc.name, func(b *testing.B) {
+			rs, err := redisstore.New(&redis.UniversalOptions{Addrs: []string{srv.Addr()}}, redisstore.Options{CacheEntries: bc.cache})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = rs.Close() })
+			s := newServer(b, func(c *grant.Config) { c.Store = rs })
+			w, body := s.post(form(s.assertion(b, "https://idp", nil)), basic("c:1", s.secret))
+			if w.Code != 200 {
+				b.Fatalf("exchange: %d %v", w.Code, body)
+			}
+			token := body["access_token"].(string)
+			v, err := grant.NewVerifier(grant.VerifierConfig{Store: rs})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, oerr := v.Verify(b.Context(), token); oerr != nil {
+						b.Error(oerr)
+						return
+					}
+				}
+			})
 		})
 	}
 }
