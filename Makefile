@@ -35,9 +35,18 @@ vet:
 test: deps vet
 	$(GO) test -race -count=1 -timeout 20m ./...
 
-## bench: the benchmarks (token endpoint, jwt_grant_auth, stores)
-bench: deps
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
+## bench: one load-generator run against ./caddy (respond, the token
+## exchange, jwt_grant_auth; memory and Redis) with a CPU profile of the
+## RS256 exchange on Redis, then the Go micro-benchmarks of the hot path;
+## the results go into BENCHMARKS.md. BENCH_FLAGS adds loadgen flags, e.g.
+## BENCH_FLAGS='-clients 32 -duration 10s -note "idle machine"'.
+BENCH_PKGS := ./grant/ ./grant/keys/ ./grant/clientauth/ ./grant/memstore/ ./grant/redisstore/
+bench: deps build
+	$(GO) run ./internal/cmd/loadgen -caddy ./caddy -out BENCHMARKS.md -profile bench-exchange.pprof $(BENCH_FLAGS)
+	$(GO) tool pprof -top -nodecount 30 bench-exchange.pprof > bench-profile.txt
+	$(GO) run ./internal/cmd/loadgen -record profile -out BENCHMARKS.md < bench-profile.txt
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 $(BENCH_PKGS) > bench-micro.txt
+	$(GO) run ./internal/cmd/loadgen -record micro -out BENCHMARKS.md < bench-micro.txt
 
 ## fuzz: each fuzz target for FUZZTIME (default 30s), one after the other;
 ## `make test` already runs their seed corpora (testdata/fuzz); -timeout 0
@@ -51,4 +60,4 @@ fuzz:
 	done
 
 clean:
-	rm -f caddy
+	rm -f caddy bench-exchange.pprof bench-profile.txt bench-micro.txt

@@ -210,6 +210,15 @@ type RedisStore struct {
 	// WaitTimeout bounds the wait for the replicas; it must be shorter
 	// than ReadTimeout. Default: half the read timeout.
 	WaitTimeout caddy.Duration `json:"wait_timeout,omitempty"`
+	// Cache, when above zero, keeps up to that many records read from
+	// Redis in the process with go-redis's client-side caching: Redis
+	// tells the client the moment any client changes or deletes a cached
+	// key (RESP3 CLIENT TRACKING), so a revocation made by any gateway or
+	// service takes effect at once, and a jwt_grant_auth verifying a token
+	// it has seen costs no round trip. A single node on db 0 only:
+	// go-redis cannot keep it on a cluster, behind sentinels or on
+	// another database.
+	Cache int `json:"cache,omitempty"`
 
 	store grant.Store
 	key   string
@@ -319,7 +328,7 @@ func (r *RedisStore) Provision(ctx caddy.Context) error {
 	r.key = "redis:" + hex.EncodeToString(sum[:])
 	sh, err := openShared(r.key, func() (grant.Store, error) {
 		return redisstore.New(uo, redisstore.Options{KeyPrefix: r.KeyPrefix, Logger: ctx.Logger(),
-			WaitReplicas: r.WaitReplicas, WaitTimeout: time.Duration(r.WaitTimeout)})
+			WaitReplicas: r.WaitReplicas, WaitTimeout: time.Duration(r.WaitTimeout), CacheEntries: r.Cache})
 	}, 0)
 	if err != nil {
 		return fmt.Errorf("%s: %w", r, err)
@@ -380,6 +389,7 @@ func (r *RedisStore) Cleanup() error {
 //		write_timeout <duration>
 //		pool_size     <n>
 //		wait_replicas <n> [<timeout>]
+//		cache         <max_entries>
 //	}
 func (r *RedisStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the module name
@@ -445,6 +455,8 @@ func (r *RedisStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			r.PoolSize, err = intArg(d)
 		case "wait_replicas":
 			err = r.parseWaitReplicas(d)
+		case "cache":
+			r.Cache, err = intArg(d)
 		default:
 			return d.Errf("store redis: unknown option %q", opt)
 		}
@@ -458,9 +470,35 @@ func (r *RedisStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if r.WaitReplicas > 0 && r.Sentinel == "" && len(r.Addresses) > 1 {
 		return d.Err("store redis: wait_replicas is not supported on a cluster")
 	}
+	if err := r.checkCache(); err != nil {
+		return d.Err(err.Error())
+	}
 	if r.WaitReplicas > 0 && r.WaitTimeout > 0 && r.ReadTimeout > 0 && r.WaitTimeout >= r.ReadTimeout {
 		return d.Errf("store redis: wait_replicas timeout %v must be shorter than read_timeout %v",
 			time.Duration(r.WaitTimeout), time.Duration(r.ReadTimeout))
+	}
+	return nil
+}
+
+// checkCache refuses at adapt time a cache go-redis would not keep (the
+// store refuses it again at Provision, where placeholders are resolved).
+func (r *RedisStore) checkCache() error {
+	if r.Cache == 0 {
+		return nil
+	}
+	db := r.DB
+	if r.URL != "" && !strings.Contains(r.URL, "{") {
+		if o, err := parseRedisURL(r.URL); err == nil && db == 0 {
+			db = o.DB
+		}
+	}
+	switch {
+	case r.Sentinel != "":
+		return errors.New("store redis: cache is not supported behind sentinels (go-redis caches on a single node only)")
+	case len(r.Addresses) > 1 || (r.URL != "" && len(r.Addresses) > 0):
+		return errors.New("store redis: cache is not supported on a cluster (go-redis caches on a single node only)")
+	case db != 0:
+		return fmt.Errorf("store redis: cache needs db 0, not %d (go-redis tracks keys of db 0 only)", db)
 	}
 	return nil
 }

@@ -46,6 +46,12 @@ type Options struct {
 	// Logger receives the one warning of a Redis whose maxmemory-policy
 	// may evict replay records (see Store.checkPolicy); nil: no check.
 	Logger *zap.Logger
+	// CacheEntries, when above zero, keeps up to that many records read
+	// from Redis in the process (go-redis client-side caching, kept true
+	// by Redis's invalidation messages), so that verifying a token
+	// already seen costs no round trip. A single node on db 0 over RESP3
+	// only.
+	CacheEntries int
 }
 
 // mode is how a Store reaches Redis, by the rules the README states: a

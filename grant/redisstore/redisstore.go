@@ -108,6 +108,9 @@ func New(uo *redis.UniversalOptions, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("redisstore: %w", err)
 	}
 	uo = withDefaults(uo)
+	if err := cacheOptions(uo, opts.CacheEntries); err != nil {
+		return nil, fmt.Errorf("redisstore: %w", err)
+	}
 	s := &Store{prefix: cmp.Or(opts.KeyPrefix, DefaultKeyPrefix), now: opts.Now, desc: describe(uo), log: opts.Logger,
 		waitReplicas: opts.WaitReplicas, waitTimeout: wait}
 	if s.now == nil {

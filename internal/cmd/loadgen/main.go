@@ -1,0 +1,471 @@
+// Command loadgen measures the gateway the way a user compares it: one
+// Caddy, built from xcaddy.json, serving a bare respond route next to the
+// token exchange and jwt_grant_auth, on the memory store and on a
+// redis-server it starts itself on a free loopback port. Every scenario
+// runs with the same keep-alive clients for the same time, and the table
+// gives each as a ratio to respond measured in the same run, with the
+// Caddy process's CPU time per request read from /proc.
+//
+//	go run ./internal/cmd/loadgen -caddy ./caddy -out BENCHMARKS.md
+//
+// Assertions are signed before the clock starts, so the figures are the
+// gateway's, not the issuer's. With -record NAME it instead copies its
+// standard input into the section NAME of the output file (make bench
+// files the Go micro-benchmarks and the profile that way).
+package main
+
+import (
+	"crypto"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/keys"
+)
+
+// config is the command line.
+type config struct {
+	caddy      string
+	redis      string
+	clients    int
+	duration   time.Duration
+	assertions int
+	out        string
+	profile    string
+	note       string
+	record     string
+}
+
+func main() {
+	var c config
+	flag.StringVar(&c.caddy, "caddy", "./caddy", "the Caddy binary to measure (make build makes it)")
+	flag.StringVar(&c.redis, "redis-server", "redis-server", "the redis-server binary")
+	flag.IntVar(&c.clients, "clients", 64, "concurrent keep-alive clients")
+	flag.DurationVar(&c.duration, "duration", 5*time.Second, "how long each scenario runs")
+	flag.IntVar(&c.assertions, "assertions", 30000, "assertions signed per algorithm; an exchange scenario that uses them all stops early")
+	flag.StringVar(&c.out, "out", "BENCHMARKS.md", "the file whose sections receive the results (empty: standard output only)")
+	flag.StringVar(&c.profile, "profile", "", "write a CPU profile of Caddy during the RS256 exchange on Redis to this file")
+	flag.StringVar(&c.note, "note", "", "conditions to state next to the figures (e.g. what else ran on the machine)")
+	flag.StringVar(&c.record, "record", "", "copy standard input into this section of -out instead of measuring")
+	flag.Parse()
+	var err error
+	if c.record != "" {
+		err = record(c)
+	} else {
+		err = run(c)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		os.Exit(1)
+	}
+}
+
+// record tees standard input into a section of the output file.
+func record(c config) error {
+	in, err := io.ReadAll(os.Stdin)
+	if err != nil {
+		return err
+	}
+	os.Stdout.Write(in)
+	if c.out == "" {
+		return nil
+	}
+	return writeSection(c.out, c.record, "```text\n"+strings.TrimSpace(string(in))+"\n```\n")
+}
+
+// algorithms are the assertion signatures measured, one per key family.
+var algorithms = []string{"RS256", "ES256", "EdDSA"}
+
+// issuerURL is the gateways' issuer: an assertion's aud is its token
+// endpoint, so one set of assertions serves both stores' sites, whose
+// replay marks are kept apart.
+const issuerURL = "http://bench.invalid"
+
+func run(c config) error {
+	if c.clients < 1 || c.duration <= 0 || c.assertions < 1 {
+		return errors.New("clients, duration and assertions must be positive")
+	}
+	caddyBin, err := filepath.Abs(c.caddy)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(caddyBin); err != nil {
+		return fmt.Errorf("%w (run make build first)", err)
+	}
+	dir, err := os.MkdirTemp("", "loadgen-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+
+	signers := map[string]crypto.Signer{}
+	for _, alg := range algorithms {
+		k, err := keys.GenerateKey(alg)
+		if err != nil {
+			return err
+		}
+		der, err := x509.MarshalPKIXPublicKey(k.Public())
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, alg+".pem"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
+			return err
+		}
+		signers[alg] = k
+	}
+	secret := rand.Text()
+	// The lowest cost: the gateway checks a secret once and then serves it
+	// from its verified-outcome cache, so the cost does not show in the
+	// figures either way.
+	hash, err := bcrypt.GenerateFromPassword([]byte(secret), bcrypt.MinCost)
+	if err != nil {
+		return err
+	}
+
+	redisSrv, err := startRedis(c.redis, dir)
+	if err != nil {
+		return err
+	}
+	defer redisSrv.stop()
+
+	ports, err := freePorts(3)
+	if err != nil {
+		return err
+	}
+	admin, memSite, redisSite := ports[0], ports[1], ports[2]
+	caddyfile := buildCaddyfile(admin, memSite, redisSite, redisSrv.port, string(hash))
+	if err := os.WriteFile(filepath.Join(dir, "Caddyfile"), []byte(caddyfile), 0o600); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "signing %d assertions for each of %s\n", c.assertions, strings.Join(algorithms, ", "))
+	signed := map[string][]string{}
+	for _, alg := range algorithms {
+		if signed[alg], err = signAssertions(signers[alg], alg, c.assertions+1); err != nil {
+			return err
+		}
+	}
+
+	cd, err := startCaddy(caddyBin, dir, fmt.Sprintf("http://127.0.0.1:%d/respond", memSite))
+	if err != nil {
+		return err
+	}
+	defer cd.stop()
+
+	mem := fmt.Sprintf("http://127.0.0.1:%d", memSite)
+	red := fmt.Sprintf("http://127.0.0.1:%d", redisSite)
+	basic := "Basic " + basicValue("bench", secret)
+	// Each site pays the secret's hash once, and gives the token that
+	// jwt_grant_auth is measured with.
+	tokens := map[string]string{}
+	for site, base := range map[string]string{"memory": mem, "redis": red} {
+		tok, err := exchangeOnce(base, basic, signed["RS256"][0])
+		if err != nil {
+			return fmt.Errorf("%s site: %w", site, err)
+		}
+		tokens[site] = tok
+	}
+	// Both sites took the first RS256 assertion (each store keeps its own
+	// replay marks); the measured runs start after it.
+	for _, alg := range algorithms {
+		signed[alg] = signed[alg][1:]
+	}
+
+	scenarios := []scenario{{name: "respond", get: mem + "/respond"}}
+	for _, store := range []struct{ name, base string }{{"memory", mem}, {"redis", red}} {
+		for _, alg := range algorithms {
+			scenarios = append(scenarios, scenario{
+				name: "exchange " + alg + " " + store.name, post: store.base + "/oauth2/token",
+				auth: basic, bodies: signed[alg], profile: c.profile != "" && alg == "RS256" && store.name == "redis",
+			})
+		}
+	}
+	scenarios = append(scenarios,
+		scenario{name: "jwt_grant_auth memory", get: mem + "/auth", bearer: tokens["memory"]},
+		scenario{name: "jwt_grant_auth redis", get: red + "/auth", bearer: tokens["redis"]},
+		scenario{name: "jwt_grant_auth redis, cache", get: red + "/auth-cached", bearer: tokens["redis"]},
+	)
+	env := describeMachine(caddyBin, c)
+	fmt.Fprintln(os.Stderr, env)
+	var results []result
+	for _, s := range scenarios {
+		var prof *profiler
+		if s.profile {
+			prof = startProfile(fmt.Sprintf("127.0.0.1:%d", admin), c.duration, c.profile)
+		}
+		r, err := s.run(c, cd.pid)
+		if prof != nil {
+			if perr := prof.wait(); perr != nil {
+				fmt.Fprintln(os.Stderr, "profile:", perr)
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		fmt.Fprintf(os.Stderr, "%-32s %8.0f req/s\n", s.name, r.rate())
+		results = append(results, r)
+	}
+	table := env + "\n" + formatTable(results)
+	fmt.Print(table)
+	if c.out == "" {
+		return nil
+	}
+	return writeSection(c.out, "table", table)
+}
+
+// buildCaddyfile serves the scenarios: the memory store's site with the
+// bare respond route, and the Redis store's site with jwt_grant_auth
+// with and without the local cache. Logs below WARN are off: a log line
+// per request would measure the terminal.
+func buildCaddyfile(admin, memSite, redisSite, redisPort int, hash string) string {
+	var issuers strings.Builder
+	for _, alg := range algorithms {
+		fmt.Fprintf(&issuers, "\t\ttrusted_issuer %s {\n\t\t\tissuer %s-issuer\n\t\t\tcertificate %s.pem\n\t\t}\n", alg, alg, alg)
+	}
+	redisURL := fmt.Sprintf("redis://127.0.0.1:%d/0", redisPort)
+	site := func(port int, store, extra string) string {
+		return fmt.Sprintf(`http://127.0.0.1:%d {
+	route /oauth2/* {
+		jwt_grant {
+			issuer_url %s
+			store %s
+%s			client bench {
+				secret %s
+			}
+		}
+	}
+	route /auth {
+		jwt_grant_auth {
+			store %s
+		}
+		respond "ok"
+	}
+%s}
+`, port, issuerURL, store, issuers.String(), hash, store, extra)
+	}
+	return fmt.Sprintf(`{
+	admin 127.0.0.1:%d
+	persist_config off
+	auto_https off
+	log {
+		level WARN
+	}
+}
+`, admin) + site(memSite, "memory", "\troute /respond {\n\t\trespond \"ok\"\n\t}\n") +
+		site(redisSite, "redis "+redisURL, fmt.Sprintf("\troute /auth-cached {\n\t\tjwt_grant_auth {\n\t\t\tstore redis %s {\n\t\t\t\tcache 100000\n\t\t\t}\n\t\t}\n\t\trespond \"ok\"\n\t}\n", redisURL))
+}
+
+// signAssertions signs n assertions with their own jti, on every core.
+func signAssertions(key crypto.Signer, alg string, n int) ([]string, error) {
+	out := make([]string, n)
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	workers := runtime.NumCPU()
+	now := time.Now()
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < n; i += workers {
+				claims := map[string]any{"iss": alg + "-issuer", "sub": "bench", "aud": issuerURL + "/oauth2/token",
+					"iat": now.Unix(), "exp": now.Add(time.Hour).Unix(), "jti": rand.Text()}
+				s, err := keys.Sign(key, alg, "", "JWT", claims)
+				if err != nil {
+					mu.Lock()
+					firstErr = err
+					mu.Unlock()
+					return
+				}
+				out[i] = url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:jwt-bearer"}, "assertion": {s}}.Encode()
+			}
+		})
+	}
+	wg.Wait()
+	return out, firstErr
+}
+
+func basicValue(id, secret string) string {
+	req, _ := http.NewRequest(http.MethodGet, "http://x", nil)
+	req.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(secret))
+	return strings.TrimPrefix(req.Header.Get("Authorization"), "Basic ")
+}
+
+// freePorts asks the kernel for n distinct free loopback ports, never
+// Redis's 6379, holding each until all are found.
+func freePorts(n int) ([]int, error) {
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	var ports []int
+	for len(ports) < n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ls = append(ls, l)
+		if p := l.Addr().(*net.TCPAddr).Port; p != 6379 {
+			ports = append(ports, p)
+		}
+	}
+	return ports, nil
+}
+
+// process is a child the command started and stops.
+type process struct {
+	cmd  *exec.Cmd
+	pid  int
+	port int
+	done chan struct{}
+}
+
+func (p *process) stop() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+func launch(cmd *exec.Cmd, logFile string) (*process, error) {
+	f, err := os.Create(logFile)
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	p := &process{cmd: cmd, pid: cmd.Process.Pid, done: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		f.Close()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// startRedis starts a throw-away redis-server on a free loopback port.
+func startRedis(binary, dir string) (*process, error) {
+	ports, err := freePorts(1)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(binary, "--port", strconv.Itoa(ports[0]), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no")
+	logFile := filepath.Join(dir, "redis.log")
+	p, err := launch(cmd, logFile)
+	if err != nil {
+		return nil, fmt.Errorf("starting redis-server: %w", err)
+	}
+	p.port = ports[0]
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if ping(p.port) == nil {
+			return p, nil
+		}
+		select {
+		case <-p.done:
+			out, _ := os.ReadFile(logFile)
+			return nil, fmt.Errorf("redis-server exited: %s", out)
+		default:
+		}
+		if time.Now().After(deadline) {
+			p.stop()
+			return nil, errors.New("redis-server did not answer PING within 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func ping(port int) error {
+	conn, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), time.Second)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(time.Second))
+	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
+		return err
+	}
+	buf := make([]byte, 7)
+	if _, err := io.ReadFull(conn, buf); err != nil || string(buf) != "+PONG\r\n" {
+		return fmt.Errorf("no PONG: %q %v", buf, err)
+	}
+	return nil
+}
+
+// startCaddy runs Caddy on the Caddyfile in dir, with its data and config
+// directories there too, and waits until ready answers 200.
+func startCaddy(binary, dir, ready string) (*process, error) {
+	cmd := exec.Command(binary, "run", "--config", "Caddyfile", "--adapter", "caddyfile")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
+	logFile := filepath.Join(dir, "caddy.log")
+	p, err := launch(cmd, logFile)
+	if err != nil {
+		return nil, fmt.Errorf("starting caddy: %w", err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(ready)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p, nil
+			}
+		}
+		select {
+		case <-p.done:
+			out, _ := os.ReadFile(logFile)
+			return nil, fmt.Errorf("caddy exited: %s", out)
+		default:
+		}
+		if time.Now().After(deadline) {
+			p.stop()
+			out, _ := os.ReadFile(logFile)
+			return nil, fmt.Errorf("caddy not ready within 30s: %v; log: %s", err, out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// exchangeOnce makes one grant and returns its access token.
+func exchangeOnce(base, basic, body string) (string, error) {
+	req, _ := http.NewRequest(http.MethodPost, base+"/oauth2/token", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Authorization", basic)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("token endpoint answered %d: %s", resp.StatusCode, b)
+	}
+	const field = `"access_token":"`
+	i := strings.Index(string(b), field)
+	if i < 0 {
+		return "", errors.New("no access_token in the answer")
+	}
+	tok, _, _ := strings.Cut(string(b)[i+len(field):], `"`)
+	return tok, nil
+}
