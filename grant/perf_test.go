@@ -295,7 +295,7 @@ func TestLocalCacheServesWithoutRoundTripsAndHonoursRevocationsAtOnce(t *testing
 // benchSigners are one issuer key per key family, made once for the
 // package's benchmarks.
 var benchSigners = sync.OnceValue(func() map[string]crypto.Signer {
-	m := map[string]crypto.Signer{"RS256": issuerKey}
+	m := map[string]crypto.Signer{"RS256": issuerKey()}
 	for _, alg := range []string{"ES256", "EdDSA"} {
 		k, err := keys.GenerateKey(alg)
 		if err != nil {
