@@ -102,28 +102,31 @@ func (s *Server) Metadata() *Metadata {
 }
 
 // metadataHandler is the metadata endpoint (RFC 8414 §3, SPEC §3.5). It
-// encodes the document once and serves it to GET and
-// HEAD. The document changes only with the configuration, so it may be
-// cached briefly (a config reload shows within five minutes).
+// encodes the document once: it changes only with the configuration.
 func (s *Server) metadataHandler() http.HandlerFunc {
 	body, err := json.Marshal(s.Metadata())
 	if err != nil {
 		// Strings and string slices always encode.
 		panic("grant: encoding metadata: " + err.Error())
 	}
-	length := strconv.Itoa(len(body))
-	return func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			methodNotAllowed(w, "GET, HEAD")
-			return
-		}
-		h := w.Header()
-		h.Set("Content-Type", "application/json")
-		h.Set("Cache-Control", "public, max-age=300")
-		h.Set("Content-Length", length)
-		w.WriteHeader(http.StatusOK)
-		if r.Method != http.MethodHead {
-			_, _ = w.Write(body)
-		}
+	return func(w http.ResponseWriter, r *http.Request) { serveDocument(w, r, body) }
+}
+
+// serveDocument answers GET and HEAD with a public JSON document that
+// changes only with the configuration (server or resource metadata), so
+// that it may be cached briefly: a config reload shows within five
+// minutes.
+func serveDocument(w http.ResponseWriter, r *http.Request, body []byte) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		methodNotAllowed(w, "GET, HEAD")
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "public, max-age=300")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(body)
 	}
 }
