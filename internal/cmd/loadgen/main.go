@@ -181,8 +181,19 @@ func run(c config) error {
 		}
 		tokens[site] = tok
 	}
+	// A DPoP-bound token on the Redis site, for the DPoP scenario (SPEC
+	// §8): it costs a proof check and a replay write per request.
+	dpop, err := newDPoPClient()
+	if err != nil {
+		return err
+	}
+	dpopToken, err := dpop.exchange(red, basic, signed["EdDSA"][0])
+	if err != nil {
+		return fmt.Errorf("dpop token: %w", err)
+	}
 	// Both sites took the first RS256 assertion (each store keeps its own
-	// replay marks); the measured runs start after it.
+	// replay marks), the Redis site the first EdDSA one too; the measured
+	// runs start after them.
 	for _, alg := range algorithms {
 		signed[alg] = signed[alg][1:]
 	}
@@ -200,6 +211,11 @@ func run(c config) error {
 		scenario{name: "jwt_grant_auth memory", get: mem + "/auth", bearer: tokens["memory"]},
 		scenario{name: "jwt_grant_auth redis", get: red + "/auth", bearer: tokens["redis"]},
 		scenario{name: "jwt_grant_auth redis, cache", get: red + "/auth-cached", bearer: tokens["redis"]},
+		scenario{name: "jwt_grant_auth redis, DPoP", get: red + "/auth", bearer: dpopToken,
+			prepare: func(s *scenario) (err error) {
+				s.dpop, err = dpop.proofs(2*c.assertions, s.get, s.bearer)
+				return err
+			}},
 	)
 	env := describeMachine(caddyBin, c)
 	fmt.Fprintln(os.Stderr, env)
@@ -214,6 +230,11 @@ func run(c config) error {
 		var prof *profiler
 		if s.profile {
 			prof = startProfile(fmt.Sprintf("127.0.0.1:%d", admin), c.duration, c.profile)
+		}
+		if s.prepare != nil {
+			if err := s.prepare(&s); err != nil {
+				return fmt.Errorf("%s: %w", s.name, err)
+			}
 		}
 		r, err := s.run(c, cd.pid)
 		if prof != nil {

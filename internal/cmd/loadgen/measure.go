@@ -22,6 +22,12 @@ type scenario struct {
 	name    string
 	get     string
 	bearer  string
+	// dpop, when set, are single-use proofs: the GET is sent as
+	// `Authorization: DPoP <bearer>` with the next one.
+	dpop []string
+	// prepare, when set, runs before the scenario's clock starts (it
+	// signs the proofs, whose iat must be fresh).
+	prepare func(*scenario) error
 	post    string
 	auth    string
 	bodies  []string
@@ -81,6 +87,15 @@ func (s scenario) run(c config, pid int) (result, error) {
 					req, _ = http.NewRequest(http.MethodPost, s.post, strings.NewReader(s.bodies[i]))
 					req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 					req.Header.Set("Authorization", s.auth)
+				} else if s.dpop != nil {
+					i := int(next.Add(1) - 1)
+					if i >= len(s.dpop) {
+						exhausted.Store(true)
+						break
+					}
+					req, _ = http.NewRequest(http.MethodGet, s.get, nil)
+					req.Header.Set("Authorization", "DPoP "+s.bearer)
+					req.Header.Set("DPoP", s.dpop[i])
 				} else {
 					req, _ = http.NewRequest(http.MethodGet, s.get, nil)
 					req.Header.Set("Authorization", "Bearer "+s.bearer)
