@@ -19,9 +19,9 @@ import (
 // scenario is one row of the table: GETs of one URL with a bearer token,
 // or POSTs of pre-signed bodies, each used once.
 type scenario struct {
-	name    string
-	get     string
-	bearer  string
+	name   string
+	get    string
+	bearer string
 	// dpop, when set, are single-use proofs: the GET is sent as
 	// `Authorization: DPoP <bearer>` with the next one.
 	dpop []string
