@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/go-jose/go-jose/v4"
 	josejwt "github.com/go-jose/go-jose/v4/jwt"
 
@@ -138,4 +139,104 @@ func TestDPoPThroughCaddyBehindPathPrefixes(t *testing.T) {
 	if got := r.header.Values("WWW-Authenticate"); r.status != 401 || len(got) != 2 || got[0] != challengeMissing || !strings.HasPrefix(got[1], "DPoP algs=") {
 		t.Fatalf("no credentials: %s %q", r, got)
 	}
+}
+
+// startCaddyWithGlobals is startCaddy with extra global options (inside
+// the harness's own global block).
+func startCaddyWithGlobals(t testing.TB, globals, caddyfile string) {
+	t.Helper()
+	if !strings.Contains(globalOptions, "\tskip_install_trust\n") {
+		t.Fatal("the harness's global options changed shape")
+	}
+	opts := strings.Replace(globalOptions, "\tskip_install_trust\n", "\tskip_install_trust\n"+globals, 1)
+	cfg, err := adaptCaddyfile(opts + caddyfile)
+	if err != nil {
+		t.Fatalf("adapting Caddyfile: %v", err)
+	}
+	if err := loadCaddy(cfg); err != nil {
+		t.Fatalf("loading config: %v", err)
+	}
+	t.Cleanup(func() {
+		caddyMu.Lock()
+		defer caddyMu.Unlock()
+		_ = caddy.Stop()
+	})
+}
+
+// A gateway behind another proxy, which rewrites Host: the client
+// addresses (and signs) the edge's URL, and the gateway rebuilds it from
+// X-Forwarded-Host and X-Forwarded-Proto only when the edge is one of its
+// trusted_proxies; from anyone else those headers are ignored.
+func TestDPoPBehindAnotherProxy(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		globals string
+		trusted bool
+	}{
+		{"a trusted proxy's forwarded headers are believed", "\tservers {\n\t\ttrusted_proxies static 127.0.0.1/32\n\t}\n", true},
+		{"an untrusted proxy's forwarded headers are ignored", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			edge := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+			gw := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+			startCaddyWithGlobals(t, tc.globals, strings.NewReplacer("{EDGE}", edge, "{GW}", gw, "{IDP}", testIdP,
+				"{CERT}", f.certPath, "{HASH}", f.hash).Replace(`http://{EDGE} {
+	reverse_proxy {GW} {
+		header_up Host {upstream_hostport}
+	}
+}
+http://{GW} {
+	jwt_grant {
+		issuer_url http://{EDGE}
+		trusted_issuer idp {
+			issuer {IDP}
+			certificate {CERT}
+		}
+		client app {
+			secret {HASH}
+		}
+	}
+	handle /api/* {
+		jwt_grant_auth
+		respond "host={host} jkt={http.auth.user.cnf_jkt}"
+	}
+}
+`))
+			tokenURL := "http://" + edge + "/oauth2/token"
+			req, _ := http.NewRequest(http.MethodPost, tokenURL, strings.NewReader(jwtBearerForm(
+				f.assertion(t, map[string]any{"iss": testIdP, "sub": "alice", "aud": "http://" + edge})).Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.SetBasicAuth("app", url.QueryEscape(f.secret))
+			req.Header.Set("DPoP", makeProof(t, "POST", tokenURL, ""))
+			r := do(t, req)
+			if !tc.trusted {
+				// The gateway sees its own host, not the one the proof names.
+				if r.status != 400 || r.str("error") != "invalid_dpop_proof" {
+					t.Fatalf("a proof for the edge's URL through an untrusted proxy: %s", r)
+				}
+				return
+			}
+			if r.status != 200 || r.str("token_type") != "DPoP" {
+				t.Fatalf("token through the trusted edge: %s", r)
+			}
+			at := r.str("access_token")
+			api := "http://" + edge + "/api/orders"
+			req, _ = http.NewRequest(http.MethodGet, api, nil)
+			req.Header.Set("Authorization", "DPoP "+at)
+			req.Header.Set("DPoP", makeProof(t, "GET", api, at))
+			if r := do(t, req); r.status != 200 || r.raw != "host="+strings.Split(gw, ":")[0]+" jkt="+jktOf(t) {
+				t.Fatalf("a resource through the trusted edge: %s", r)
+			}
+		})
+	}
+}
+
+func jktOf(t testing.TB) string {
+	t.Helper()
+	jkt, err := keys.Thumbprint(dpopClientKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return jkt
 }
