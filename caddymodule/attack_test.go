@@ -27,7 +27,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant"
@@ -141,18 +140,7 @@ func startArena(t *testing.T) *arena {
 	respond "hello {http.auth.user.id}"
 }
 `)
-	cfg, err := adaptCaddyfile(global + site)
-	if err != nil {
-		t.Fatalf("adapting Caddyfile: %v", err)
-	}
-	if err := loadCaddy(cfg); err != nil {
-		t.Fatalf("loading config: %v", err)
-	}
-	t.Cleanup(func() {
-		caddyMu.Lock()
-		defer caddyMu.Unlock()
-		_ = caddy.Stop()
-	})
+	startCaddyfile(t, global+site)
 	return a
 }
 

@@ -1,8 +1,6 @@
 package caddymodule
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -14,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/go-jose/go-jose/v4"
 	josejwt "github.com/go-jose/go-jose/v4/jwt"
 
@@ -22,13 +19,7 @@ import (
 )
 
 // dpopClientKey is the client's proof key, made once for the package.
-var dpopClientKey = sync.OnceValue(func() *ecdsa.PrivateKey {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		panic(err)
-	}
-	return k
-})
+var dpopClientKey = sync.OnceValue(mustECKey)
 
 // makeProof signs a DPoP proof as a client does, with go-jose's signer
 // (the jwk header embedded by the library, not by hand); token, when set,
@@ -148,19 +139,7 @@ func startCaddyWithGlobals(t testing.TB, globals, caddyfile string) {
 	if !strings.Contains(globalOptions, "\tskip_install_trust\n") {
 		t.Fatal("the harness's global options changed shape")
 	}
-	opts := strings.Replace(globalOptions, "\tskip_install_trust\n", "\tskip_install_trust\n"+globals, 1)
-	cfg, err := adaptCaddyfile(opts + caddyfile)
-	if err != nil {
-		t.Fatalf("adapting Caddyfile: %v", err)
-	}
-	if err := loadCaddy(cfg); err != nil {
-		t.Fatalf("loading config: %v", err)
-	}
-	t.Cleanup(func() {
-		caddyMu.Lock()
-		defer caddyMu.Unlock()
-		_ = caddy.Stop()
-	})
+	startCaddyfile(t, strings.Replace(globalOptions, "\tskip_install_trust\n", "\tskip_install_trust\n"+globals, 1)+caddyfile)
 }
 
 // A gateway behind another proxy, which rewrites Host: the client

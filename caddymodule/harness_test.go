@@ -89,7 +89,14 @@ var caddyMu sync.Mutex
 // process's Caddy. Loading again while one runs is a config reload.
 func startCaddy(t testing.TB, caddyfile string) {
 	t.Helper()
-	cfg, err := adaptCaddyfile(globalOptions + caddyfile)
+	startCaddyfile(t, globalOptions+caddyfile)
+}
+
+// startCaddyfile is startCaddy for a Caddyfile with global options of its
+// own.
+func startCaddyfile(t testing.TB, caddyfile string) {
+	t.Helper()
+	cfg, err := adaptCaddyfile(caddyfile)
 	if err != nil {
 		t.Fatalf("adapting Caddyfile: %v", err)
 	}
