@@ -215,11 +215,7 @@ func validQuotedValue(s string) bool {
 // none. Tokens in the query string or the body (§2.2, §2.3) are ignored on
 // purpose: they end up in logs and caches.
 func BearerToken(r *http.Request) string {
-	h := r.Header.Get("Authorization")
-	if len(h) < 7 || !strings.EqualFold(h[:6], "bearer") || (h[6] != ' ' && h[6] != '\t') {
-		return ""
-	}
-	return strings.Trim(h[7:], " \t")
+	return schemeToken(r.Header.Get("Authorization"), "Bearer")
 }
 
 // Verify checks a bearer token: it must name a live access token record
