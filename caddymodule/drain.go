@@ -2,7 +2,7 @@ package caddymodule
 
 import (
 	"context"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant"
@@ -25,40 +25,32 @@ const (
 )
 
 // drainingStore counts the calls in flight on a shared store so that its
-// last release closes it only when it is idle.
+// last release closes it only when it is idle. Every token request passes
+// through it, so the count is two atomics, not a lock.
 type drainingStore struct {
 	grant.Store
 
-	mu       sync.Mutex
-	inflight int
-	last     time.Time // when a call last began or ended
-	now      func() time.Time
+	inflight atomic.Int64
+	last     atomic.Int64  // when a call last ended, Unix nanoseconds
 	closed   chan struct{} // closed once the store is
 }
 
 func newDrainingStore(st grant.Store) *drainingStore {
-	return &drainingStore{Store: st, now: time.Now, closed: make(chan struct{})}
+	return &drainingStore{Store: st, closed: make(chan struct{})}
 }
 
-// enter counts a call in; the function it returns counts it out.
-func (d *drainingStore) enter() func() {
-	d.mu.Lock()
-	d.inflight++
-	d.last = d.now()
-	d.mu.Unlock()
-	return func() {
-		d.mu.Lock()
-		d.inflight--
-		d.last = d.now()
-		d.mu.Unlock()
-	}
+// enter counts a call in; leave counts it out. The end time is stored
+// before the count drops, so that whoever sees the count at zero sees it.
+func (d *drainingStore) enter() { d.inflight.Add(1) }
+
+func (d *drainingStore) leave() {
+	d.last.Store(time.Now().UnixNano())
+	d.inflight.Add(-1)
 }
 
 // idleFor tells whether no call has been in flight for at least q.
 func (d *drainingStore) idleFor(q time.Duration) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.inflight == 0 && d.now().Sub(d.last) >= q
+	return d.inflight.Load() == 0 && time.Since(time.Unix(0, d.last.Load())) >= q
 }
 
 // release closes the store once it is idle, or after drainMax, in the
@@ -83,37 +75,44 @@ func (d *drainingStore) release() {
 }
 
 func (d *drainingStore) Issue(ctx context.Context, is *grant.Issuance) error {
-	defer d.enter()()
+	d.enter()
+	defer d.leave()
 	return d.Store.Issue(ctx, is)
 }
 
 func (d *drainingStore) ClaimMarks(ctx context.Context, marks []grant.Mark) error {
-	defer d.enter()()
+	d.enter()
+	defer d.leave()
 	return d.Store.ClaimMarks(ctx, marks)
 }
 
 func (d *drainingStore) Access(ctx context.Context, hash string) (*grant.AccessRecord, error) {
-	defer d.enter()()
+	d.enter()
+	defer d.leave()
 	return d.Store.Access(ctx, hash)
 }
 
 func (d *drainingStore) Refresh(ctx context.Context, hash string) (*grant.RefreshRecord, error) {
-	defer d.enter()()
+	d.enter()
+	defer d.leave()
 	return d.Store.Refresh(ctx, hash)
 }
 
 func (d *drainingStore) Rotate(ctx context.Context, oldHash string, next *grant.Issuance) error {
-	defer d.enter()()
+	d.enter()
+	defer d.leave()
 	return d.Store.Rotate(ctx, oldHash, next)
 }
 
 func (d *drainingStore) RevokeAccess(ctx context.Context, hash string) error {
-	defer d.enter()()
+	d.enter()
+	defer d.leave()
 	return d.Store.RevokeAccess(ctx, hash)
 }
 
 func (d *drainingStore) RevokeChain(ctx context.Context, chain string) error {
-	defer d.enter()()
+	d.enter()
+	defer d.leave()
 	return d.Store.RevokeChain(ctx, chain)
 }
 
