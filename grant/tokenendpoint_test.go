@@ -222,3 +222,27 @@ func unsignedJWS(header, claims map[string]any) string {
 	c, _ := json.Marshal(claims)
 	return base64.RawURLEncoding.EncodeToString(h) + "." + base64.RawURLEncoding.EncodeToString(c) + ".c2ln"
 }
+
+// An assertion answered 503 because the store refused the write can be
+// presented again once the store has room: its replay record was not left
+// behind (SPEC §6).
+func TestAssertionRefusedByAFullStoreCanBePresentedAgain(t *testing.T) {
+	full := memstore.New(memstore.Options{MaxEntries: 3})
+	t.Cleanup(func() { full.Close() })
+	b := newServer(t, func(c *grant.Config) { c.Store, c.RefreshTokenTTL = full, 0 })
+	auth := basic("c:1", b.secret)
+	w, first := b.post(form(b.assertion(t, "https://idp", nil)), auth) // a replay record and an access record
+	if w.Code != 200 {
+		t.Fatalf("first grant: %d %v", w.Code, first)
+	}
+	second := b.assertion(t, "https://idp", nil)
+	if w, body := b.post(form(second), auth); w.Code != 503 || body["error"] != "temporarily_unavailable" || w.Header().Get("Retry-After") == "" {
+		t.Fatalf("a grant the full store refuses: %d %v", w.Code, body)
+	}
+	if err := full.RevokeAccess(t.Context(), grant.HashToken(first["access_token"].(string))); err != nil {
+		t.Fatal(err)
+	}
+	if w, body := b.post(form(second), auth); w.Code != 200 {
+		t.Fatalf("the refused assertion presented again: %d %v", w.Code, body)
+	}
+}
