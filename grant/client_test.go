@@ -447,3 +447,24 @@ func (downStore) Issue(context.Context, *grant.Issuance) error {
 func (downStore) ClaimMarks(context.Context, []grant.Mark) error {
 	return fmt.Errorf("%w: connection refused", grant.ErrUnavailable)
 }
+
+// A client assertion signed by a stranger's key tells nothing about who
+// the client is: an unknown client, a secret client and a key client get
+// one status and one description (SPEC §3.1).
+func TestPrivateKeyJWTFailuresBeforeTheSignatureShareOneAnswer(t *testing.T) {
+	b := newPKBench(t, nil)
+	answers := map[string]bool{}
+	for _, iss := range []string{"nobody", "web", "svc"} {
+		now := time.Now()
+		ca := pkSign(t, pkStranger, map[string]any{
+			"iss": iss, "sub": iss, "aud": pkTokenURL, "iat": now.Unix(),
+			"exp": now.Add(2 * time.Minute).Unix(), "jti": rand.Text(),
+		}, nil)
+		r := b.token(pkForm(grantAssertion(t, nil), ca), nil)
+		wantError(t, r, 401, "invalid_client")
+		answers[fmt.Sprint(r.body["error_description"])] = true
+	}
+	if len(answers) != 1 {
+		t.Fatalf("descriptions %v, want one for every client", answers)
+	}
+}
