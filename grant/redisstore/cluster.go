@@ -14,10 +14,39 @@ import (
 // when the request's own deadline has passed.
 const releaseTimeout = time.Second
 
+// bound gives one store call on a cluster its deadline: dial + write +
+// read timeout, the bound SPEC §6 sets for a request's store call. The
+// cluster client retries a command that timed out or lost its connection
+// (once on the same node, then on another) and follows MOVED and ASK
+// replies, up to MaxRedirects (3) times in all: one command could wait
+// four read timeouts and a call of several commands a multiple of that
+// (measured with a hung node, SIGSTOP, and dial, write and read timeouts
+// of 100, 100 and 400 ms: 1.68 s for one command, 2.96 s for a grant
+// whose records were on that node; with the deadline 0.60-0.61 s).
+// MaxRedirects -1 would end at one read timeout (0.20 s with every
+// timeout 200 ms, where the deadline ends at 0.60 s) but stop following
+// redirects as well, so that every request reaching a node that lost its
+// slots in a failover or a resharding would get a 503 until the next
+// reload of the slot map, where a redirect answers it within the same
+// call. The deadline keeps both: redirects and retries go on while time
+// is left. Outside a cluster a call is one command without retry, already
+// bounded, and ctx is returned as it is.
+func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	c, ok := s.c.(*redis.ClusterClient)
+	if !ok {
+		return ctx, func() {}
+	}
+	// The options as the client completed them, defaults included.
+	o := c.Options()
+	return context.WithTimeout(ctx, o.DialTimeout+o.WriteTimeout+o.ReadTimeout)
+}
+
 // The cluster variants of the writes: sequences of single-key commands and
 // scripts, as the package documentation explains.
 
 func (s *Store) clusterIssue(ctx context.Context, is *grant.Issuance, e *encoded, chainKey string) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if err := s.clusterClaim(ctx, is.Marks, is.AccessHash); err != nil {
 		return err
 	}
@@ -29,6 +58,13 @@ func (s *Store) clusterIssue(ctx context.Context, is *grant.Issuance, e *encoded
 		return unavailable(err)
 	}
 	return nil
+}
+
+// clusterClaimMarks is ClaimMarks on a cluster.
+func (s *Store) clusterClaimMarks(ctx context.Context, marks []grant.Mark, owner string) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	return s.clusterClaim(ctx, marks, owner)
 }
 
 // clusterClaim claims marks one by one with SET NX, each holding owner;
@@ -70,6 +106,8 @@ func (s *Store) release(ctx context.Context, marks []grant.Mark, owner string) {
 }
 
 func (s *Store) clusterRotate(ctx context.Context, oldHash string, next *grant.Issuance, e *encoded) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	oldKey := s.rtKey(oldHash)
 	res, err := claimScript.Run(ctx, s.c, []string{oldKey}, next.Claimant()).Slice()
 	if err != nil {
@@ -153,6 +191,8 @@ func (s *Store) clusterPrune(ctx context.Context, chainKey string) {
 // clusterRevokeChain deletes a chain's members one key at a time, as they
 // live in different slots, then the set.
 func (s *Store) clusterRevokeChain(ctx context.Context, chain string) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	chainKey := s.chainKey(chain)
 	members, err := s.c.SMembers(ctx, chainKey).Result()
 	if err != nil {

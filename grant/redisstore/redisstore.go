@@ -196,6 +196,8 @@ func (s *Store) Refresh(ctx context.Context, hash string) (*grant.RefreshRecord,
 }
 
 func (s *Store) get(ctx context.Context, key string) ([]byte, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	b, err := s.c.Get(ctx, key).Bytes()
 	switch {
 	case errors.Is(err, redis.Nil):
@@ -211,6 +213,8 @@ func (s *Store) get(ctx context.Context, key string) ([]byte, error) {
 // set; deleting a missing key later is harmless.
 func (s *Store) RevokeAccess(ctx context.Context, hash string) error {
 	if s.waitReplicas == 0 {
+		ctx, cancel := s.bound(ctx)
+		defer cancel()
 		if err := s.c.Del(ctx, s.atKey(hash)).Err(); err != nil {
 			return unavailable(err)
 		}
@@ -326,7 +330,7 @@ func (s *Store) ClaimMarks(ctx context.Context, marks []grant.Mark) error {
 	_, _ = rand.Read(b[:])
 	owner := "claim:" + hex.EncodeToString(b[:])
 	if s.cluster {
-		return s.clusterClaim(ctx, marks, owner)
+		return s.clusterClaimMarks(ctx, marks, owner)
 	}
 	keys := make([]string, len(marks))
 	args := make([]any, 1, 1+len(marks))
