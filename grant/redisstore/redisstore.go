@@ -121,7 +121,7 @@ func New(uo *redis.UniversalOptions, opts Options) (*Store, error) {
 		s.c = redis.NewFailoverClient(uo.Failover())
 	case "cluster":
 		s.cluster = true
-		s.c = redis.NewClusterClient(uo.Cluster())
+		s.c = newClusterClient(uo.Cluster())
 	default:
 		s.c = redis.NewClient(uo.Simple())
 	}
