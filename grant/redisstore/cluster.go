@@ -174,11 +174,14 @@ func (s *Store) release(ctx context.Context, marks []grant.Mark, owner string) {
 			left = append(left, m)
 		}
 	}
-	if len(left) > 0 && releasing.Add(1) <= maxReleasing {
-		go s.releaseLater(left, owner)
-	} else if len(left) > 0 {
-		releasing.Add(-1)
+	if len(left) == 0 {
+		return
 	}
+	if releasing.Add(1) > maxReleasing {
+		releasing.Add(-1)
+		return
+	}
+	go s.releaseLater(left, owner)
 }
 
 // maxReleasing bounds the marks' releases going on in the background, so
@@ -194,6 +197,8 @@ const (
 	releaseFor   = time.Minute
 )
 
+// releasing counts the background releases of every Store in the
+// process, as their goroutines are what maxReleasing bounds.
 var releasing atomic.Int64
 
 // releaseLater retries release until every mark is released, the marks
