@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"crypto/rand"
 	"errors"
 	"io"
 	"net"
@@ -147,5 +148,56 @@ func TestClusterWriteFailureReleasesTheMarks(t *testing.T) {
 	}
 	if got, err := nodes[0].Do("EXISTS", s.markKey(is.Marks[0].Key)); err != nil || got != "0" {
 		t.Fatalf("mark left on node 0 after the failed Issue: EXISTS = %q, %v; want 0", got, err)
+	}
+}
+
+// A rotation that files its tokens in a chain a reuse revoked meanwhile
+// takes them back: on a cluster the claim of the old refresh token and the
+// filing of the new tokens are separate steps, and a reuse at another
+// gateway can revoke the chain between them (SPEC §3.2: every token of the
+// chain is revoked).
+func TestClusterRotationRacingARevocationLeavesNoTokenLive(t *testing.T) {
+	t.Parallel()
+	nodes := testredis.StartCluster(t, 3)
+	addrs := make([]string, len(nodes))
+	for i, n := range nodes {
+		addrs[i] = n.Addr()
+	}
+	s := newStore(t, &redis.UniversalOptions{Addrs: addrs})
+	ctx := t.Context()
+	chain := grant.HashToken(rand.Text())
+	first := issuance(chain, time.Hour)
+	if err := s.Issue(ctx, first); err != nil {
+		t.Fatalf("Issue: %v", err)
+	}
+	// The winner's claim of the refresh token is done; the loser's reuse
+	// revokes the chain before the winner files its new tokens.
+	next := issuance(chain, time.Hour)
+	e, err := s.encode(next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RevokeChain(ctx, chain); err != nil {
+		t.Fatalf("RevokeChain: %v", err)
+	}
+	if err := s.clusterWrite(ctx, e, s.chainKey(chain)); !errors.Is(err, errChainRevoked) {
+		t.Fatalf("clusterWrite into a revoked chain: %v; want errChainRevoked", err)
+	}
+	for _, h := range []string{first.AccessHash, next.AccessHash} {
+		if _, err := s.Access(ctx, h); !errors.Is(err, grant.ErrNotFound) {
+			t.Errorf("Access after the chain's revocation: %v; want ErrNotFound", err)
+		}
+	}
+	if _, err := s.Refresh(ctx, next.RefreshHash); !errors.Is(err, grant.ErrNotFound) {
+		t.Errorf("Refresh of the racing rotation's token: %v; want ErrNotFound", err)
+	}
+
+	// And through Rotate: the chain's refresh token, already revoked, is
+	// not found; a second revocation is harmless.
+	if err := s.Rotate(ctx, first.RefreshHash, issuance(chain, time.Hour)); !errors.Is(err, grant.ErrNotFound) {
+		t.Errorf("Rotate of a revoked chain's token: %v; want ErrNotFound", err)
+	}
+	if err := s.RevokeChain(ctx, chain); err != nil {
+		t.Errorf("second RevokeChain: %v", err)
 	}
 }

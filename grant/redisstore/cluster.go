@@ -244,7 +244,12 @@ func (s *Store) clusterRotate(ctx context.Context, oldHash string, next *grant.I
 	}
 	switch code {
 	case codeOK:
-		if err := s.clusterWrite(ctx, e, chainKey); err != nil {
+		if err := s.clusterWrite(ctx, e, chainKey); errors.Is(err, errChainRevoked) {
+			// A reuse of the same refresh token, at this gateway or
+			// another, revoked the chain while this rotation filed its
+			// tokens: they are revoked with it (SPEC §3.2).
+			return grant.ErrRefreshReuse
+		} else if err != nil {
 			return unavailable(err)
 		}
 		if chainKey != "" {
@@ -264,9 +269,16 @@ func (s *Store) clusterRotate(ctx context.Context, oldHash string, next *grant.I
 	return rotateResult(code)
 }
 
+// errChainRevoked is clusterWrite's answer when the chain was revoked
+// (revokeChainClusterScript) before the new tokens were filed in it.
+var errChainRevoked = errors.New("redisstore: the refresh chain was revoked")
+
 // clusterWrite writes e's records and files them in the chain, in one
-// pipeline that the client splits by node.
+// pipeline that the client splits by node. When the chain turns out to
+// have been revoked, the records just written are deleted again and the
+// answer is errChainRevoked.
 func (s *Store) clusterWrite(ctx context.Context, e *encoded, chainKey string) error {
+	var join *redis.IntCmd
 	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.Do(ctx, "set", e.atKey, e.atJSON, "px", e.atTTL)
 		if e.rtKey != "" {
@@ -274,15 +286,29 @@ func (s *Store) clusterWrite(ctx context.Context, e *encoded, chainKey string) e
 		}
 		if chainKey != "" {
 			if e.rtKey != "" {
-				p.SAdd(ctx, chainKey, e.atKey, e.rtKey)
+				join = p.SAdd(ctx, chainKey, e.atKey, e.rtKey)
 			} else {
-				p.SAdd(ctx, chainKey, e.atKey)
+				join = p.SAdd(ctx, chainKey, e.atKey)
 			}
 			p.Do(ctx, "pexpire", chainKey, e.chainTTL, "nx")
 			p.Do(ctx, "pexpire", chainKey, e.chainTTL, "gt")
 		}
 		return nil
 	})
+	if join != nil && join.Err() != nil && strings.HasPrefix(join.Err().Error(), "WRONGTYPE") {
+		// Taken back even when the request's deadline has passed: no
+		// one was answered these tokens, and none must outlive the chain.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+		defer cancel()
+		keys := []string{e.atKey}
+		if e.rtKey != "" {
+			keys = append(keys, e.rtKey)
+		}
+		for _, k := range keys {
+			_ = s.c.Del(ctx, k).Err()
+		}
+		return errChainRevoked
+	}
 	return err
 }
 
@@ -311,21 +337,23 @@ func (s *Store) clusterPrune(ctx context.Context, chainKey string) {
 	}
 }
 
-// clusterRevokeChain deletes a chain's members one key at a time, as they
-// live in different slots, then the set.
+// clusterRevokeChain marks the chain revoked in its set's place
+// (revokeChainClusterScript), then deletes the members it held, one key at
+// a time, as they live in different slots.
 func (s *Store) clusterRevokeChain(ctx context.Context, chain string) error {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	chainKey := s.chainKey(chain)
-	members, err := s.c.SMembers(ctx, chainKey).Result()
+	members, err := revokeChainClusterScript.Run(ctx, s.c, []string{s.chainKey(chain)}).StringSlice()
 	if err != nil {
 		return unavailable(err)
+	}
+	if len(members) == 0 {
+		return nil
 	}
 	_, err = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, k := range members {
 			p.Del(ctx, k)
 		}
-		p.Del(ctx, chainKey)
 		return nil
 	})
 	if err != nil {

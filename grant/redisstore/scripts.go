@@ -146,6 +146,27 @@ redis.call('DEL', KEYS[1])
 return 0
 `)
 
+// revokeChainClusterScript is a cluster's revocation of a chain, on the one
+// key it may touch there: it takes the set's members and leaves in the
+// set's place a string that lives at least a minute, and the caller deletes
+// the members. A rotation files its new tokens in the set after it wrote
+// them, in other slots, so without the mark a revocation that read the set
+// before that SADD left the rotation's new tokens live; with it, the SADD
+// fails (WRONGTYPE) and the rotation takes its tokens back (clusterWrite).
+// A minute is far beyond one store call's bound, the longest a rotation
+// that claimed its refresh token can take to file its tokens.
+//
+//	KEYS: chain key
+//
+// Returns the members to delete.
+var revokeChainClusterScript = redis.NewScript(`
+if redis.call('TYPE', KEYS[1]).ok == 'string' then return {} end
+local members = redis.call('SMEMBERS', KEYS[1])
+local ttl = math.max(redis.call('PTTL', KEYS[1]), 60000)
+redis.call('SET', KEYS[1], 'revoked', 'PX', ttl)
+return members
+`)
+
 // claimScript is Rotate's decision in a cluster, on the one key it may
 // touch there: the old refresh record.
 //
