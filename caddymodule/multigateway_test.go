@@ -241,11 +241,12 @@ func (c *raceTally) String() string {
 // On a cluster the rotation claims the old token first and files its new
 // tokens in the chain after, in other round trips, so that a loser's
 // revocation in between misses them (grant/redisstore's package comment);
-// with winnerSurvives the winner's new tokens are only counted, and what
-// the cluster still guarantees is asserted.
+// with winnerSurvives the winner's new tokens are only counted (an access
+// token and a refresh token apart), and what the cluster still guarantees
+// is asserted.
 func raceRounds(t *testing.T, client *http.Client, gws []*edge, rounds int, winnerSurvives bool) {
 	var jti, refresh raceTally
-	survived, refreshSurvived := 0, 0
+	survived, refreshSurvived, eitherSurvived := 0, 0, 0
 	begin := time.Now()
 	f := gws[0].f
 	aud := make([]string, len(gws))
@@ -274,13 +275,25 @@ func raceRounds(t *testing.T, client *http.Client, gws []*edge, rounds int, winn
 		// The chain as it was when the race began dies on every topology.
 		wantRefusedEverywhere(t, fmt.Sprintf("refresh round %d: the grant's access token after the reuse", round), gws, at)
 		wantInvalidGrant(t, fmt.Sprintf("refresh round %d: the raced refresh token", round), turn.refresh(t, rt))
-		if winnerSurvives && get(t, gws[0].api+"/any", nextAT).status == 200 {
-			// Every gateway reads the one store: the survivor passes
-			// at each of them.
-			survived++
-			wantPassesEverywhere(t, fmt.Sprintf("refresh round %d: the rotation's surviving access token", round), gws, nextAT)
-			if r := turn.introspect(t, "app", nextRT); r.status == 200 && r.body["active"] == true {
+		if winnerSurvives {
+			// The new tokens are written by one pipeline that the client
+			// splits by node, so the revocation may miss either or both.
+			// Every gateway reads the one store: each sees the same.
+			what := fmt.Sprintf("refresh round %d: the rotation's access token", round)
+			atLive := get(t, gws[0].api+"/any", nextAT).status == 200
+			if atLive {
+				survived++
+				wantPassesEverywhere(t, what, gws, nextAT)
+			} else {
+				wantRefusedEverywhere(t, what, gws, nextAT)
+			}
+			r := turn.introspect(t, "app", nextRT)
+			rtLive := r.status == 200 && r.body["active"] == true
+			if rtLive {
 				refreshSurvived++
+			}
+			if atLive || rtLive {
+				eitherSurvived++
 			}
 			continue
 		}
@@ -290,8 +303,8 @@ func raceRounds(t *testing.T, client *http.Client, gws []*edge, rounds int, winn
 	t.Logf("%d gateways, %d requests per race: jti: %v", len(gws), len(gws)*raceCopies, &jti)
 	t.Logf("%d gateways, %d requests per race: refresh: %v", len(gws), len(gws)*raceCopies, &refresh)
 	if winnerSurvives {
-		t.Logf("the refresh race winner's new access token survived the losers' reuse in %d of %d rounds, its new refresh token in %d (SPEC §3.2 wants 0)",
-			survived, rounds, refreshSurvived)
+		t.Logf("the refresh race winner's new tokens survived the losers' reuse in %d of %d rounds: the access token in %d, the refresh token in %d (SPEC §3.2 wants 0)",
+			eitherSurvived, rounds, survived, refreshSurvived)
 	}
 	t.Logf("%d rounds in %v", rounds, time.Since(begin).Round(time.Millisecond))
 }
