@@ -213,3 +213,16 @@ func (e *Events) Wait(channel string, within time.Duration) (ev Event, ok bool) 
 		}
 	}
 }
+
+// CutReplication closes the server's links to its replicas (CLIENT KILL
+// TYPE replica), as a network fault would. A replica reconnects within a
+// second and catches up from the master's backlog, unless it is paused
+// first (Pause): then what the master takes until it dies is lost to the
+// replica, which is a replication lag. Pausing alone is not one: the
+// kernel keeps receiving the stream for the stopped process.
+func (s *Server) CutReplication() {
+	s.tb.Helper()
+	if _, err := s.Do("CLIENT", "KILL", "TYPE", "replica"); err != nil {
+		s.tb.Fatalf("testredis: cutting the replicas of %s: %v", s.Addr(), err)
+	}
+}
