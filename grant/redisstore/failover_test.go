@@ -359,7 +359,8 @@ func TestSentinelFailoverWithoutWaitReplicasMeasuresTheLoss(t *testing.T) {
 
 // TestSentinelSwitchReplacesTheClientAndCloseStopsEverything forces a
 // failover with SENTINEL FAILOVER and checks the store's own part: it
-// moves to a fresh client at the switch, the client it replaced is closed
+// subscribes again to a sentinel that restarted, moves to a fresh client
+// at the switch, the client it replaced is closed
 // by Close even before its time is up, and Close leaves no goroutine.
 func TestSentinelSwitchReplacesTheClientAndCloseStopsEverything(t *testing.T) {
 	// Not parallel: it counts goroutines.
@@ -378,8 +379,22 @@ func TestSentinelSwitchReplacesTheClientAndCloseStopsEverything(t *testing.T) {
 		t.Fatalf("Issue: %v", err)
 	}
 	first := s.cur.Load().c
-	if _, err := sentinels[0].Do("SENTINEL", "FAILOVER", "gw"); err != nil {
-		t.Fatalf("SENTINEL FAILOVER: %v", err)
+	// The store subscribes again to a sentinel that restarted: it then
+	// hears the switch from it.
+	waitSubscribers(t, sentinels[0], 2) // the store's and events
+	sentinels[0].Restart()
+	events = sentinels[0].Subscribe("+switch-master")
+	waitSubscribers(t, sentinels[0], 2)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		// Refused until the restarted sentinel has seen the replica.
+		_, err := sentinels[0].Do("SENTINEL", "FAILOVER", "gw")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("SENTINEL FAILOVER: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	if _, ok := events.Wait("+switch-master", switchWithin); !ok {
 		t.Fatalf("no +switch-master within %v", switchWithin)
@@ -410,6 +425,23 @@ func TestSentinelSwitchReplacesTheClientAndCloseStopsEverything(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("after Close: %d goroutines of the switcher, %d of go-redis (%d before)", ours, lib, before)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitSubscribers waits until n clients of sentinel are subscribed to
+// exactly one channel, as the store's watch and testredis's events are
+// (go-redis's own failover client subscribes to two).
+func waitSubscribers(t *testing.T, sentinel *testredis.Server, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		list, err := sentinel.Do("CLIENT", "LIST")
+		if err == nil && strings.Count(list, " sub=1 ") >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sentinel has not %d subscribers: %v\n%s", n, err, list)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
