@@ -102,8 +102,10 @@ var _ grant.Store = (*Store)(nil)
 // the client dials on first use, so a Redis that is down at start-up
 // delays nothing and is reported per request as grant.ErrUnavailable. The
 // client is a sentinel-backed one when uo.MasterName is set, a cluster
-// client for several addresses, else a single-node client. Errors never
-// contain the password.
+// client for several addresses, else a single-node client. Behind
+// sentinels the store also subscribes, from its first call on, to every
+// sentinel's +switch-master, and moves to a fresh client when its master
+// changes (see switcher). Errors never contain the password.
 func New(uo *redis.UniversalOptions, opts Options) (*Store, error) {
 	if err := validate(uo); err != nil {
 		return nil, fmt.Errorf("redisstore: %w", err)
