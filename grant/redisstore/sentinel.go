@@ -147,16 +147,20 @@ func (w *switcher) sentinelOptions(addr string) *redis.Options {
 }
 
 // subscribe subscribes to +switch-master through sc, unless the switcher
-// is stopped (nil then). Subscribe's own failure shows on the first
-// Receive.
+// is stopped (nil then). The subscription is registered before it dials,
+// outside the lock, so that stop can interrupt the dial and a sentinel
+// slow to answer holds up no other's announcement. A failure to subscribe
+// shows on the first Receive.
 func (w *switcher) subscribe(sc *redis.SentinelClient) *redis.PubSub {
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	if w.closed {
+		w.mu.Unlock()
 		return nil
 	}
-	ps := sc.Subscribe(w.ctx, "+switch-master")
+	ps := sc.Subscribe(w.ctx) // no channel yet: no I/O
 	w.subs[ps] = struct{}{}
+	w.mu.Unlock()
+	_ = ps.Subscribe(w.ctx, "+switch-master")
 	return ps
 }
 
