@@ -58,8 +58,11 @@ func startSentinelDeployment(t *testing.T, replicas int) *sentinelDeployment {
 }
 
 func (d *sentinelDeployment) options() *redis.UniversalOptions {
-	uo := &redis.UniversalOptions{MasterName: d.name, DialTimeout: 500 * time.Millisecond,
-		ReadTimeout: 2 * time.Second, WriteTimeout: 500 * time.Millisecond}
+	// Generous timeouts: a dead master refuses at once, so they do not
+	// lengthen the failover, and a busy machine may take half a second to
+	// complete a dial.
+	uo := &redis.UniversalOptions{MasterName: d.name, DialTimeout: 2 * time.Second,
+		ReadTimeout: 2 * time.Second, WriteTimeout: time.Second}
 	for _, s := range d.sentinels {
 		uo.Addrs = append(uo.Addrs, s.Addr())
 	}
@@ -257,6 +260,8 @@ func runFailover(t *testing.T, d *sentinelDeployment, opts Options, fault func()
 			r.unavailable++
 			if c.done.Before(killed) || c.done.After(switched.Add(recoveryWithin)) {
 				r.outsideWindow++
+				t.Logf("gateway %d: %s answered 503 %v after the kill (switch after %v): %v",
+					c.gw, c.op, c.done.Sub(killed).Round(time.Millisecond), switched.Sub(killed).Round(time.Millisecond), c.err)
 			}
 		case c.op == "replay" && c.err == nil:
 			r.acceptedReplay++
@@ -366,7 +371,7 @@ func TestSentinelSwitchReplacesTheClientAndCloseStopsEverything(t *testing.T) {
 	// Not parallel: it counts goroutines.
 	before := goroutines("go-redis")
 	master := testredis.Start(t)
-	testredis.StartReplica(t, master)
+	replica := testredis.StartReplica(t, master)
 	sentinels := testredis.StartSentinels(t, master, "gw", 1, testredis.SentinelOptions{FailoverTimeout: 3 * time.Second})
 	events := sentinels[0].Subscribe("+switch-master")
 	s, err := New(&redis.UniversalOptions{Addrs: []string{sentinels[0].Addr()}, MasterName: "gw"}, Options{})
@@ -408,6 +413,12 @@ func TestSentinelSwitchReplacesTheClientAndCloseStopsEverything(t *testing.T) {
 	// SENTINEL FAILOVER promotes the replica once it has caught up, so
 	// the grant is there, and the fresh client reaches it.
 	if _, err := s.Access(t.Context(), is.AccessHash); err != nil {
+		ev, _ := events.Wait("+switch-master", time.Second)
+		mi, _ := master.Do("INFO", "replication")
+		ri, _ := replica.Do("INFO", "replication")
+		me, _ := master.Do("EXISTS", s.atKey(is.AccessHash))
+		re, _ := replica.Do("EXISTS", s.atKey(is.AccessHash))
+		t.Logf("event %q; master %s exists %s: %s\nreplica %s exists %s: %s; client %s", ev.Payload, master.Addr(), me, mi, replica.Addr(), re, ri, s.client().(*redis.Client).Options().Addr)
 		t.Fatalf("Access after the switch: %v", err)
 	}
 	if err := s.Close(); err != nil {

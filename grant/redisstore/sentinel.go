@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net"
@@ -35,7 +36,8 @@ import (
 // SENTINELS) for later. The old client is closed once every call begun on
 // it has ended: each is bounded by dial + write + read timeout. The
 // client's own following of +switch-master stays as a backstop for an
-// announcement this misses.
+// announcement this misses. No client-side cache is lost with the old
+// client: the cache option is refused behind sentinels (cacheOptions).
 //
 // Rejected: a plain client to the announced address (a switch this
 // missed would never be followed); resetting the pool (not exported).
@@ -93,20 +95,13 @@ type switcher struct {
 }
 
 func newSwitcher(s *Store, fo *redis.FailoverOptions) *switcher {
-	read := cmpDuration(fo.ReadTimeout, defaultReadTimeout)
+	// Zero timeouts are the client's defaults.
+	read := cmp.Or(fo.ReadTimeout, defaultReadTimeout)
 	w := &switcher{s: s, fo: *fo, retired: map[redis.UniversalClient]*time.Timer{},
 		subs:   map[*redis.PubSub]struct{}{},
-		budget: cmpDuration(fo.DialTimeout, 5*time.Second) + cmpDuration(fo.WriteTimeout, read) + read}
+		budget: cmp.Or(fo.DialTimeout, 5*time.Second) + cmp.Or(fo.WriteTimeout, read) + read}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 	return w
-}
-
-// cmpDuration is d, or def when d is zero (the client's defaults).
-func cmpDuration(d, def time.Duration) time.Duration {
-	if d == 0 {
-		return def
-	}
-	return d
 }
 
 // start watches every configured sentinel, each in a goroutine of its
