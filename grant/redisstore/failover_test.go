@@ -365,8 +365,8 @@ func TestSentinelFailoverWithoutWaitReplicasMeasuresTheLoss(t *testing.T) {
 // TestSentinelSwitchReplacesTheClientAndCloseStopsEverything forces a
 // failover with SENTINEL FAILOVER and checks the store's own part: it
 // subscribes again to a sentinel that restarted, moves to a fresh client
-// at the switch, the client it replaced is closed
-// by Close even before its time is up, and Close leaves no goroutine.
+// at the switch, the client it replaced is closed by Close even before its
+// time is up, and Close leaves no goroutine.
 func TestSentinelSwitchReplacesTheClientAndCloseStopsEverything(t *testing.T) {
 	// Not parallel: it counts goroutines.
 	before := goroutines("go-redis")
