@@ -60,7 +60,7 @@ func (s *Store) tooFewReplicas(acks int64) error {
 // EVAL when the server does not know the script yet.
 func (s *Store) eval(ctx context.Context, script *redis.Script, keys []string, args ...any) (res any, acks int64, err error) {
 	if s.waitReplicas == 0 {
-		res, err = script.Run(ctx, s.c, keys, args...).Result()
+		res, err = script.Run(ctx, s.client(), keys, args...).Result()
 		return res, -1, err
 	}
 	res, acks, err = s.evalAndWait(ctx, script.EvalSha, keys, args)
@@ -75,7 +75,7 @@ type evalFunc func(ctx context.Context, c redis.Scripter, keys []string, args ..
 func (s *Store) evalAndWait(ctx context.Context, eval evalFunc, keys []string, args []any) (any, int64, error) {
 	var res *redis.Cmd
 	var wait *redis.Cmd
-	_, _ = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, _ = s.client().Pipelined(ctx, func(p redis.Pipeliner) error {
 		res = eval(ctx, p, keys, args...)
 		wait = s.wait(ctx, p)
 		return nil
@@ -119,7 +119,7 @@ func (s *Store) waitFailed(acks int64) (failed bool, err error) {
 func (s *Store) undo(ctx context.Context, script *redis.Script, keys []string, args ...any) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 	defer cancel()
-	_ = script.Run(ctx, s.c, keys, args...).Err()
+	_ = script.Run(ctx, s.client(), keys, args...).Err()
 }
 
 // undoIssueScript takes back an Issue or ClaimMarks: the records, and

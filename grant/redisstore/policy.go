@@ -40,7 +40,7 @@ func (s *Store) checkPolicy(ctx context.Context) {
 		return nil
 	}
 	var err error
-	switch c := s.c.(type) {
+	switch c := s.client().(type) {
 	case *redis.ClusterClient:
 		err = c.ForEachMaster(ctx, check)
 	case *redis.Client:

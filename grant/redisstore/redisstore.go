@@ -78,7 +78,12 @@ import (
 
 // Store is a grant.Store on Redis, safe for concurrent use.
 type Store struct {
+	// c is the client New made. Calls outside a cluster go through
+	// client(), which in sentinel mode follows failovers with fresh
+	// clients (see switcher); a cluster client is never replaced.
 	c       redis.UniversalClient
+	cur     atomic.Pointer[holder]
+	sw      *switcher // nil outside sentinel mode
 	prefix  string
 	cluster bool
 	now     func() time.Time
@@ -97,8 +102,10 @@ var _ grant.Store = (*Store)(nil)
 // the client dials on first use, so a Redis that is down at start-up
 // delays nothing and is reported per request as grant.ErrUnavailable. The
 // client is a sentinel-backed one when uo.MasterName is set, a cluster
-// client for several addresses, else a single-node client. Errors never
-// contain the password.
+// client for several addresses, else a single-node client. Behind
+// sentinels the store also subscribes, from its first call on, to every
+// sentinel's +switch-master, and moves to a fresh client when its master
+// changes (see switcher). Errors never contain the password.
 func New(uo *redis.UniversalOptions, opts Options) (*Store, error) {
 	if err := validate(uo); err != nil {
 		return nil, fmt.Errorf("redisstore: %w", err)
@@ -118,13 +125,17 @@ func New(uo *redis.UniversalOptions, opts Options) (*Store, error) {
 	}
 	switch mode(uo) {
 	case "sentinel":
-		s.c = redis.NewFailoverClient(uo.Failover())
+		fo := uo.Failover()
+		s.c = redis.NewFailoverClient(fo)
+		s.sw = newSwitcher(s, fo)
 	case "cluster":
 		s.cluster = true
 		s.c = newClusterClient(uo.Cluster())
 	default:
 		s.c = redis.NewClient(uo.Simple())
 	}
+	// The sentinel watch starts with the first call.
+	s.cur.Store(&holder{c: s.c, watched: s.sw == nil})
 	return s, nil
 }
 
@@ -132,8 +143,14 @@ func New(uo *redis.UniversalOptions, opts Options) (*Store, error) {
 // credentials.
 func (s *Store) String() string { return "redis " + s.desc }
 
-// Close closes the client and its connections.
-func (s *Store) Close() error { return s.c.Close() }
+// Close closes the client and its connections, and in sentinel mode stops
+// following failovers and closes the clients a failover replaced.
+func (s *Store) Close() error {
+	if s.sw != nil {
+		s.sw.stop()
+	}
+	return s.cur.Load().c.Close()
+}
 
 // unavailable marks a failure to get an answer from Redis. The cause stays
 // reachable too, so that a caller can tell its own cancelled context from
@@ -198,7 +215,7 @@ func (s *Store) Refresh(ctx context.Context, hash string) (*grant.RefreshRecord,
 func (s *Store) get(ctx context.Context, key string) ([]byte, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	b, err := s.c.Get(ctx, key).Bytes()
+	b, err := s.client().Get(ctx, key).Bytes()
 	switch {
 	case errors.Is(err, redis.Nil):
 		return nil, grant.ErrNotFound
@@ -215,14 +232,14 @@ func (s *Store) RevokeAccess(ctx context.Context, hash string) error {
 	if s.waitReplicas == 0 {
 		ctx, cancel := s.bound(ctx)
 		defer cancel()
-		if err := s.c.Del(ctx, s.atKey(hash)).Err(); err != nil {
+		if err := s.client().Del(ctx, s.atKey(hash)).Err(); err != nil {
 			return unavailable(err)
 		}
 		return nil
 	}
 	var del *redis.IntCmd
 	var wait *redis.Cmd
-	_, _ = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, _ = s.client().Pipelined(ctx, func(p redis.Pipeliner) error {
 		del = p.Del(ctx, s.atKey(hash))
 		wait = s.wait(ctx, p)
 		return nil

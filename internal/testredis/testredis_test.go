@@ -151,3 +151,44 @@ func TestReplicaReceivesTheMastersWrites(t *testing.T) {
 		t.Fatalf("replica accepted a write: %q", got)
 	}
 }
+
+func TestSentinelsPromoteTheReplicaWhenTheMasterDies(t *testing.T) {
+	t.Parallel()
+	m := Start(t)
+	r := StartReplica(t, m)
+	sentinels := StartSentinels(t, m, "failme", 3, SentinelOptions{DownAfter: 500 * time.Millisecond, FailoverTimeout: 3 * time.Second})
+	events := make([]*Events, len(sentinels))
+	for i, s := range sentinels {
+		if got := pairs(must(t, s, "SENTINEL", "MASTER", "failme"))["quorum"]; got != "2" {
+			t.Fatalf("quorum of sentinel %d = %q; want a majority, 2", i, got)
+		}
+		events[i] = s.Subscribe("+switch-master")
+	}
+	killed := time.Now()
+	m.Stop()
+	want := fmt.Sprintf("failme %s %s", strings.Replace(m.Addr(), ":", " ", 1), strings.Replace(r.Addr(), ":", " ", 1))
+	for i, e := range events {
+		// Election and promotion take a few seconds; a failed election is
+		// retried after twice the failover timeout.
+		ev, ok := e.Wait("+switch-master", 20*time.Second)
+		if !ok || ev.Payload != want {
+			t.Fatalf("sentinel %d: +switch-master %q, %v; want %q", i, ev.Payload, ok, want)
+		}
+		t.Logf("sentinel %d announced the switch %v after the kill", i, ev.At.Sub(killed))
+	}
+	if got := must(t, sentinels[0], "SENTINEL", "GET-MASTER-ADDR-BY-NAME", "failme"); got != strings.Replace(r.Addr(), ":", "\n", 1) {
+		t.Fatalf("master after the failover = %q; want the replica %s", got, r.Addr())
+	}
+	if got := field(must(t, r, "INFO", "replication"), "role"); got != "master" {
+		t.Fatalf("role of the promoted replica = %q", got)
+	}
+}
+
+func must(t *testing.T, s *Server, args ...string) string {
+	t.Helper()
+	reply, err := s.Do(args...)
+	if err != nil {
+		t.Fatalf("%v on %s: %v", args, s.Addr(), err)
+	}
+	return reply
+}
