@@ -63,6 +63,7 @@ type AuthHandler struct {
 
 	now      func() time.Time // the clock: the package clock unless a test set its own
 	verifier *grant.Verifier
+	drain    *drainingStore // the shared store, held per request (drain.go)
 	logger   *zap.Logger
 	outcomes map[string]prometheus.Counter
 	ok       prometheus.Counter
@@ -87,6 +88,7 @@ func (a *AuthHandler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	a.drain, _ = store.Store().(*drainingStore)
 	m := metricsFor(ctx)
 	a.verifier, err = grant.NewVerifier(grant.VerifierConfig{
 		Store:    store.Store(),
@@ -130,7 +132,9 @@ func (a *AuthHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 		a.verifier.ServeResourceMetadata(w, r)
 		return nil
 	}
+	d := a.drain.hold()
 	rec, oerr := a.verifier.Authenticate(withClientURL(r))
+	d.done()
 	if oerr != nil {
 		if c := a.outcomes[oerr.Reason]; c != nil {
 			c.Inc()

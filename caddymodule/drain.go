@@ -13,11 +13,15 @@ import (
 // stops them without waiting). A store the new config no longer names
 // would be closed under those requests ("client is closed", a 503). So a
 // released store is closed only once it has been idle for drainQuiet: no
-// call in flight and none begun. One request's store calls are separated
-// only by its own computation (signing, hashing a token), far less than
-// drainQuiet, so a request of the old config never finds its store
-// closed between two calls. drainMax bounds how long a store whose
-// config is gone may keep its connections when it is never idle.
+// request of a handler holding it in flight, and none begun. A request
+// is counted from the moment the handler takes it (hold), not only during
+// its store calls: on a busy machine the computation between entering the
+// handler and the first store call (a signature check under the race
+// detector, say) has been seen to outlast drainQuiet, and the store was
+// closed under it. What drainQuiet still covers is the instant between
+// Caddy's old server dispatching a request and the handler counting it.
+// drainMax bounds how long a store whose config is gone may keep its
+// connections when it is never idle.
 const (
 	drainQuiet = time.Second
 	drainMax   = time.Minute
@@ -37,6 +41,23 @@ type drainingStore struct {
 
 func newDrainingStore(st grant.Store) *drainingStore {
 	return &drainingStore{Store: st, closed: make(chan struct{})}
+}
+
+// hold counts a request of a handler in, and done on its result counts it
+// out. Both are nil-safe, for a handler whose store is not shared (a
+// test's own).
+func (d *drainingStore) hold() *drainingStore {
+	if d != nil {
+		d.enter()
+	}
+	return d
+}
+
+// done is leave for a hold.
+func (d *drainingStore) done() {
+	if d != nil {
+		d.leave()
+	}
 }
 
 // enter counts a call in; leave counts it out. The end time is stored

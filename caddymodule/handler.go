@@ -102,6 +102,7 @@ type Handler struct {
 	line    int // Caddyfile line of the directive, for error messages
 	server  *grant.Server
 	store   StoreModule
+	drain   *drainingStore // the shared store, held per request (drain.go)
 	closers []func()
 	logger  *zap.Logger
 	paths   map[string]http.HandlerFunc
@@ -251,6 +252,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.store = store
+	h.drain, _ = store.Store().(*drainingStore)
 	m := metricsFor(ctx)
 
 	pol := grant.DefaultPolicy()
@@ -412,6 +414,7 @@ func (h *Handler) keySet(ks KeySourceConfig, kind, name string, m *metrics) (key
 // ServeHTTP answers on the endpoints' paths and passes anything else on.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	if serve, ok := h.paths[r.URL.Path]; ok {
+		defer h.drain.hold().done()
 		serve(w, withClientURL(r))
 		return nil
 	}

@@ -54,13 +54,24 @@ func TestMain(m *testing.M) {
 // freePort returns a loopback port that was free a moment ago.
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		// The kernel may hand a closed port out again; a port this
+		// process gave once is never given twice, so that two sites of
+		// one test never share one.
+		if _, taken := portsGiven.LoadOrStore(port, true); !taken {
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
+
+// portsGiven are the ports freePort has handed out in this process.
+var portsGiven sync.Map
 
 // globalOptions keep a test Caddy to itself: no admin endpoint, no
 // automatic HTTPS, nothing persisted.

@@ -13,7 +13,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -102,43 +101,15 @@ func wantRaceKeys(t *testing.T, name string, srv *testredis.Server) {
 // Caddy processes, all with cfg.
 func startGateways(t *testing.T, cfg edgeConfig, processes int) []*edge {
 	t.Helper()
-	used := map[string]bool{}
-	first := newDistinctEdge(t, used)
+	first := newEdge(t)
 	startCaddy(t, first.caddyfile(cfg))
 	gws := []*edge{first}
 	for range processes {
-		e := newDistinctEdge(t, used)
+		e := newEdge(t)
 		startCaddyProcess(t, e.caddyfile(cfg), e.api+"/")
 		gws = append(gws, e)
 	}
 	return gws
-}
-
-// newDistinctEdge is newEdge on ports no other gateway of the test has:
-// freePort may hand out a port twice, and two sites on one port would not
-// start; nine ports make that likely enough to avoid.
-func newDistinctEdge(t *testing.T, used map[string]bool) *edge {
-	t.Helper()
-	for {
-		if e := newEdge(t); distinct(used, e) {
-			return e
-		}
-	}
-}
-
-// distinct reports whether e's sites are on ports none in used is on, and
-// if so adds them.
-func distinct(used map[string]bool, e *edge) bool {
-	sites := []string{e.as, e.api, e.backend}
-	for i, s := range sites {
-		if used[s] || slices.Contains(sites[:i], s) {
-			return false
-		}
-	}
-	for _, s := range sites {
-		used[s] = true
-	}
-	return true
 }
 
 // raceClient keeps enough idle connections for a round's requests, so
