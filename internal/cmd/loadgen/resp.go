@@ -38,10 +38,10 @@ func (r respRun) perOp(d time.Duration) time.Duration {
 	return d / time.Duration(r.ops+r.fail)
 }
 
-// respOrder is the protocols in the order they run, twice each, the
-// second pair reversed, so that a drift of the machine's load over the
+// respOrder is the protocols in the order they run, four times each,
+// every second pair reversed, so that a drift of the machine's load over the
 // runs weighs on both alike.
-var respOrder = []int{3, 2, 2, 3}
+var respOrder = []int{3, 2, 2, 3, 3, 2, 2, 3}
 
 // exchangeIssuance is what an exchange with the default configuration
 // writes: an access record, a refresh record and its chain, and the

@@ -328,7 +328,9 @@ func scaleLive(c config, caddyBin, dir string, admin, site, redisSite int, redis
 	if err != nil {
 		return "", err
 	}
-	points = append(points, rssPoint{liveMem, rss1})
+	if points[len(points)-1].tokens != liveMem {
+		points = append(points, rssPoint{liveMem, rss1})
+	}
 	if err := auth("memory", mem, liveMem); err != nil {
 		return "", err
 	}
