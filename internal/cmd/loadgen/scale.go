@@ -191,7 +191,7 @@ func scaleExchange(c config, caddyBin, dir string, admin, site int, signers []cr
 			if i > 0 {
 				which = "last"
 			}
-			s := scenario{name: fmt.Sprintf("exchange, %d issuers (the %s), %d clients", sc.issuers, which, sc.clients),
+			s := scenario{name: fmt.Sprintf("exchange, %s (the %s), %s", count(sc.issuers, "issuer"), which, count(sc.clients, "client")),
 				post: base + "/oauth2/token", auth: basic, bodies: bodies[1:]}
 			r, err := s.run(c, cd.pid)
 			if err != nil {
@@ -509,4 +509,12 @@ func formatRatiosBy(rs []result, group func(result) string, header string, baseI
 			ms(r.percentile(0.50)), ms(r.percentile(0.99)), ms(perReq), ratio, r.fail)
 	}
 	return sb.String()
+}
+
+// count is n and noun, plural unless n is 1.
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
