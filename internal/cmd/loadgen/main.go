@@ -55,6 +55,7 @@ type config struct {
 	scale       bool
 	live        int
 	fillTimeout time.Duration
+	parts       map[string]bool
 }
 
 func main() {
@@ -71,7 +72,12 @@ func main() {
 	flag.BoolVar(&c.scale, "scale", false, "measure how cost grows with issuers, clients and live tokens, and RESP2 against RESP3, instead (sections scale, live and resp of -out)")
 	flag.IntVar(&c.live, "live", 1_000_000, "with -scale: the live tokens each store is filled with")
 	flag.DurationVar(&c.fillTimeout, "fill-timeout", 10*time.Minute, "with -scale: the longest the memory store is filled for; RSS is extrapolated beyond")
+	parts := flag.String("parts", "exchange,live,resp", "with -scale: the parts to run (exchange: issuers, clients and config load; live: live tokens and RSS; resp: RESP2 against RESP3)")
 	flag.Parse()
+	c.parts = map[string]bool{}
+	for _, p := range strings.Split(*parts, ",") {
+		c.parts[strings.TrimSpace(p)] = true
+	}
 	var err error
 	switch {
 	case c.record != "":

@@ -93,38 +93,39 @@ func runScale(c config) error {
 	env := describeMachine(caddyBin, c)
 	fmt.Fprintln(os.Stderr, env)
 
-	growth, loads, err := scaleExchange(c, caddyBin, dir, admin, site, signers, string(hash), secret)
+	if c.parts["exchange"] {
+		if err := scalePart(c, env, "scale", func() (string, error) {
+			growth, loads, err := scaleExchange(c, caddyBin, dir, admin, site, signers, string(hash), secret)
+			return growth + "\n" + loads, err
+		}); err != nil {
+			return err
+		}
+	}
+	if c.parts["live"] {
+		if err := scalePart(c, env, "live", func() (string, error) {
+			return scaleLive(c, caddyBin, dir, admin, site, redisSite, redisSrv, signers[0], string(hash), secret)
+		}); err != nil {
+			return err
+		}
+	}
+	if c.parts["resp"] {
+		return scalePart(c, env, "resp", func() (string, error) { return compareRESP(c, redisSrv) })
+	}
+	return nil
+}
+
+// scalePart runs one part of -scale and writes its section.
+func scalePart(c config, env, section string, part func() (string, error)) error {
+	text, err := part()
 	if err != nil {
 		return err
 	}
-	text := env + "\n" + growth + "\n" + loads
+	text = env + "\n" + text
 	fmt.Print(text)
-	if c.out != "" {
-		if err := writeSection(c.out, "scale", text); err != nil {
-			return err
-		}
-	}
-
-	live, err := scaleLive(c, caddyBin, dir, admin, site, redisSite, redisSrv, signers[0], string(hash), secret)
-	if err != nil {
-		return err
-	}
-	fmt.Print(live)
-	if c.out != "" {
-		if err := writeSection(c.out, "live", env+"\n"+live); err != nil {
-			return err
-		}
-	}
-
-	resp, err := compareRESP(c, redisSrv)
-	if err != nil {
-		return err
-	}
-	fmt.Print(resp)
 	if c.out == "" {
 		return nil
 	}
-	return writeSection(c.out, "resp", env+"\n"+resp)
+	return writeSection(c.out, section, text)
 }
 
 // scaleExchange loads each of scaleConfigs into one Caddy in turn through
@@ -289,8 +290,11 @@ func scaleLive(c config, caddyBin, dir string, admin, site, redisSite int, redis
 		return "", err
 	}
 	var results []result
-	auth := func(store, base string, live int) error {
+	auth := func(store, base string, live int, note ...string) error {
 		s := scenario{name: fmt.Sprintf("jwt_grant_auth %s, %d live tokens", store, live), get: base + "/auth", bearer: tokens[store]}
+		for _, n := range note {
+			s.name += ", " + n
+		}
 		r, err := s.run(c, cd.pid)
 		if err != nil {
 			return err
@@ -303,6 +307,39 @@ func scaleLive(c config, caddyBin, dir string, admin, site, redisSite int, redis
 		return "", err
 	}
 	if err := auth("redis", red, 10); err != nil {
+		return "", err
+	}
+
+	// Redis first, while Caddy's heap is still small: a copy of the
+	// record the gateway wrote for the presented token, under c.live-10
+	// other hashes. Then the memory store, whose million tokens make
+	// every garbage collection of the process mark a large heap.
+	rdb := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", redisSrv.port)})
+	defer rdb.Close()
+	ctx := context.Background()
+	template, err := rdb.Get(ctx, "jwtgrant:at:"+grant.HashToken(tokens["redis"])).Bytes()
+	if err != nil {
+		return "", fmt.Errorf("reading the gateway's record: %w", err)
+	}
+	used0, err := usedMemory(ctx, rdb)
+	if err != nil {
+		return "", err
+	}
+	t1 := time.Now()
+	if err := fillRedis(ctx, rdb, "jwtgrant:", template, time.Hour, randomSeed(), c.live-10); err != nil {
+		return "", err
+	}
+	redisFill := time.Since(t1)
+	used1, err := usedMemory(ctx, rdb)
+	if err != nil {
+		return "", err
+	}
+	keys, err := rdb.DBSize(ctx).Result()
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprintf(os.Stderr, "Redis: %d keys written in %v\n", keys, redisFill.Round(time.Millisecond))
+	if err := auth("redis", red, c.live); err != nil {
 		return "", err
 	}
 
@@ -334,35 +371,8 @@ func scaleLive(c config, caddyBin, dir string, admin, site, redisSite int, redis
 	if err := auth("memory", mem, liveMem); err != nil {
 		return "", err
 	}
-
-	// Redis: a copy of the record the gateway wrote for the presented
-	// token, under c.live-10 other hashes.
-	rdb := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", redisSrv.port)})
-	defer rdb.Close()
-	ctx := context.Background()
-	template, err := rdb.Get(ctx, "jwtgrant:at:"+grant.HashToken(tokens["redis"])).Bytes()
-	if err != nil {
-		return "", fmt.Errorf("reading the gateway's record: %w", err)
-	}
-	used0, err := usedMemory(ctx, rdb)
-	if err != nil {
-		return "", err
-	}
-	t1 := time.Now()
-	if err := fillRedis(ctx, rdb, "jwtgrant:", template, time.Hour, randomSeed(), c.live-10); err != nil {
-		return "", err
-	}
-	redisFill := time.Since(t1)
-	used1, err := usedMemory(ctx, rdb)
-	if err != nil {
-		return "", err
-	}
-	keys, err := rdb.DBSize(ctx).Result()
-	if err != nil {
-		return "", err
-	}
-	fmt.Fprintf(os.Stderr, "Redis: %d keys written in %v\n", keys, redisFill.Round(time.Millisecond))
-	if err := auth("redis", red, c.live); err != nil {
+	// Redis again, with the memory store's tokens on Caddy's heap.
+	if err := auth("redis", red, c.live, "memory store full"); err != nil {
 		return "", err
 	}
 
