@@ -58,7 +58,7 @@ bench: deps build
 bench-scale: deps build
 	$(GO) run ./internal/cmd/loadgen -scale -caddy ./caddy -out BENCHMARKS.md $(SCALE_FLAGS)
 	$(GO) test -run '^$$' -bench LiveTokenBytes -benchtime 1000000x -count 1 ./grant/memstore/ > bench-live.txt
-	$(GO) run ./internal/cmd/loadgen -record livebytes -out BENCHMARKS.md < bench-live.txt
+	grep -v "^cpu:" bench-live.txt | $(GO) run ./internal/cmd/loadgen -record livebytes -out BENCHMARKS.md
 
 ## fuzz: each fuzz target for FUZZTIME (default 30s), one after the other;
 ## `make test` already runs their seed corpora (testdata/fuzz); -timeout 0
