@@ -11,7 +11,9 @@
 // Assertions are signed before the clock starts, so the figures are the
 // gateway's, not the issuer's. With -record NAME it instead copies its
 // standard input into the section NAME of the output file (make bench
-// files the Go micro-benchmarks and the profile that way).
+// files the Go micro-benchmarks and the profile that way). With -scale it
+// measures how the cost grows with the configuration and the live tokens,
+// and RESP2 against RESP3, instead (scale.go; make bench-scale).
 package main
 
 import (
