@@ -7,7 +7,7 @@ DEMO_KEY  := demo/issuer
 
 FUZZTIME  ?= 30s
 
-.PHONY: build run test bench fuzz vet deps clean
+.PHONY: build run test bench bench-scale fuzz vet deps clean
 
 ## build: ./caddy, the custom build described by xcaddy.json
 build:
@@ -48,6 +48,18 @@ bench: deps build
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 $(BENCH_PKGS) > bench-micro.txt
 	$(GO) run ./internal/cmd/loadgen -record micro -out BENCHMARKS.md < bench-micro.txt
 
+## bench-scale: how cost grows (issue 9): the exchange with 1, 100 and
+## 1,000 trusted issuers and 10 and 10,000 clients, config load time,
+## jwt_grant_auth with 10 and 1,000,000 live tokens on each store and
+## Caddy's resident memory as the memory store fills, RESP2 against RESP3;
+## then the memory store's bytes per live token over 1,000,000 grants.
+## About 15 minutes on 2 cores; results into BENCHMARKS.md. SCALE_FLAGS
+## adds loadgen flags, e.g. SCALE_FLAGS='-live 200000 -fill-timeout 3m'.
+bench-scale: deps build
+	$(GO) run ./internal/cmd/loadgen -scale -caddy ./caddy -out BENCHMARKS.md $(SCALE_FLAGS)
+	$(GO) test -run '^$$' -bench LiveTokenBytes -benchtime 1000000x -count 1 ./grant/memstore/ > bench-live.txt
+	grep -v "^cpu:" bench-live.txt | $(GO) run ./internal/cmd/loadgen -record livebytes -out BENCHMARKS.md
+
 ## fuzz: each fuzz target for FUZZTIME (default 30s), one after the other;
 ## `make test` already runs their seed corpora (testdata/fuzz); -timeout 0
 ## because go test's default 10m timeout would also end a long fuzz run
@@ -60,4 +72,4 @@ fuzz:
 	done
 
 clean:
-	rm -f caddy bench-exchange.pprof bench-profile.txt bench-micro.txt
+	rm -f caddy bench-exchange.pprof bench-profile.txt bench-micro.txt bench-live.txt

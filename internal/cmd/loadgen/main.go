@@ -11,7 +11,9 @@
 // Assertions are signed before the clock starts, so the figures are the
 // gateway's, not the issuer's. With -record NAME it instead copies its
 // standard input into the section NAME of the output file (make bench
-// files the Go micro-benchmarks and the profile that way).
+// files the Go micro-benchmarks and the profile that way). With -scale it
+// measures how the cost grows with the configuration and the live tokens,
+// and RESP2 against RESP3, instead (scale.go; make bench-scale).
 package main
 
 import (
@@ -51,6 +53,11 @@ type config struct {
 	profile    string
 	note       string
 	record     string
+	// scale, live and fillTimeout are the -scale mode's (scale.go).
+	scale       bool
+	live        int
+	fillTimeout time.Duration
+	parts       map[string]bool
 }
 
 func main() {
@@ -64,11 +71,22 @@ func main() {
 	flag.StringVar(&c.profile, "profile", "", "write a CPU profile of Caddy during the RS256 exchange on Redis to this file")
 	flag.StringVar(&c.note, "note", "", "conditions to state next to the figures (e.g. what else ran on the machine)")
 	flag.StringVar(&c.record, "record", "", "copy standard input into this section of -out instead of measuring")
+	flag.BoolVar(&c.scale, "scale", false, "measure how cost grows with issuers, clients and live tokens, and RESP2 against RESP3, instead (sections scale, live and resp of -out)")
+	flag.IntVar(&c.live, "live", 1_000_000, "with -scale: the live tokens each store is filled with")
+	flag.DurationVar(&c.fillTimeout, "fill-timeout", 10*time.Minute, "with -scale: the longest the memory store is filled for; RSS is extrapolated beyond")
+	parts := flag.String("parts", "exchange,live,resp", "with -scale: the parts to run (exchange: issuers, clients and config load; live: live tokens and RSS; resp: RESP2 against RESP3)")
 	flag.Parse()
+	c.parts = map[string]bool{}
+	for _, p := range strings.Split(*parts, ",") {
+		c.parts[strings.TrimSpace(p)] = true
+	}
 	var err error
-	if c.record != "" {
+	switch {
+	case c.record != "":
 		err = record(c)
-	} else {
+	case c.scale:
+		err = runScale(c)
+	default:
 		err = run(c)
 	}
 	if err != nil {
@@ -300,19 +318,29 @@ func buildCaddyfile(admin, memSite, redisSite, redisPort int, hash string) strin
 
 // signAssertions signs n assertions with their own jti, on every core.
 func signAssertions(key crypto.Signer, alg string, n int) ([]string, error) {
+	return signClaims(key, alg, n, nil)
+}
+
+// signClaims signs n assertions with their own jti, on every core, the
+// claims of each changed by edit when it is set, and returns them as
+// token request bodies.
+func signClaims(key crypto.Signer, alg string, n int, edit func(map[string]any)) ([]string, error) {
 	out := make([]string, n)
 	var (
 		wg       sync.WaitGroup
 		mu       sync.Mutex
 		firstErr error
 	)
-	workers := runtime.NumCPU()
+	workers := min(runtime.NumCPU(), n)
 	now := time.Now()
 	for w := range workers {
 		wg.Go(func() {
 			for i := w; i < n; i += workers {
 				claims := map[string]any{"iss": alg + "-issuer", "sub": "bench", "aud": issuerURL + "/oauth2/token",
 					"iat": now.Unix(), "exp": now.Add(time.Hour).Unix(), "jti": rand.Text()}
+				if edit != nil {
+					edit(claims)
+				}
 				s, err := keys.Sign(key, alg, "", "JWT", claims)
 				if err != nil {
 					mu.Lock()
