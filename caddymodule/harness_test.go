@@ -124,7 +124,12 @@ func startCaddyfile(t testing.TB, caddyfile string) {
 func loadCaddy(cfg []byte) error {
 	caddyMu.Lock()
 	defer caddyMu.Unlock()
-	return caddy.Load(cfg, true)
+	err := caddy.Load(cfg, true)
+	// The old config's servers close their kept-alive connections; a
+	// test's next request must not be sent on one of them and read a
+	// reset that has nothing to do with the gateway.
+	http.DefaultClient.CloseIdleConnections()
+	return err
 }
 
 // testClock is the clock of the in-process Caddy's handlers in tests that
