@@ -52,7 +52,7 @@ bench: deps build
 ## `make test` already runs their seed corpora (testdata/fuzz); -timeout 0
 ## because go test's default 10m timeout would also end a long fuzz run
 FUZZ_TARGETS := FuzzAssertion:./grant FuzzTokenEndpoint:./grant FuzzBearer:./grant \
-	FuzzJWKS:./grant/keys FuzzCaddyfile:./caddymodule
+	FuzzJWKS:./grant/keys FuzzCaddyfile:./caddymodule FuzzDecodeAccess:./grant/redisstore
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo "fuzz $${t%%:*} ($(FUZZTIME))"; \

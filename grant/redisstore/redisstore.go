@@ -175,11 +175,7 @@ func (s *Store) Access(ctx context.Context, hash string) (*grant.AccessRecord, e
 	if err != nil {
 		return nil, err
 	}
-	rec := new(grant.AccessRecord)
-	if err := json.Unmarshal(b, rec); err != nil {
-		return nil, fmt.Errorf("redisstore: malformed access record: %w", err)
-	}
-	return rec, nil
+	return decodeAccess(b)
 }
 
 // Refresh implements grant.Store.
@@ -189,19 +185,22 @@ func (s *Store) Refresh(ctx context.Context, hash string) (*grant.RefreshRecord,
 		return nil, err
 	}
 	rec := new(grant.RefreshRecord)
-	if err := json.Unmarshal(b, rec); err != nil {
+	if err := json.Unmarshal([]byte(b), rec); err != nil {
 		return nil, fmt.Errorf("redisstore: malformed refresh record: %w", err)
 	}
 	return rec, nil
 }
 
-func (s *Store) get(ctx context.Context, key string) ([]byte, error) {
-	b, err := s.c.Get(ctx, key).Bytes()
+// get reads a record. The reply is returned as the string go-redis read
+// it into, so that decodeAccess can take the record's strings out of it
+// without copying them.
+func (s *Store) get(ctx context.Context, key string) (string, error) {
+	b, err := s.c.Get(ctx, key).Result()
 	switch {
 	case errors.Is(err, redis.Nil):
-		return nil, grant.ErrNotFound
+		return "", grant.ErrNotFound
 	case err != nil:
-		return nil, unavailable(err)
+		return "", unavailable(err)
 	}
 	s.checkPolicy(ctx)
 	return b, nil
