@@ -213,7 +213,53 @@ func TestAllocationBudgetPerExchangeAndPerVerification(t *testing.T) {
 const (
 	exchangeAllocs = 251
 	verifyAllocs   = 6
+	// On Redis (go-redis v9.23, the record decoded by encoding/json).
+	redisVerifyAllocs       = 26
+	redisCachedVerifyAllocs = 24
 )
+
+// On Redis, a verification's allocations are the client library's GET
+// and the record's decoding, with and without the local cache. The figures
+// include go-redis's own, so a new go-redis version may move them.
+func TestAllocationBudgetOfARedisVerification(t *testing.T) {
+	const runs = 200
+	srv := testredis.Start(t)
+	for _, tc := range []struct {
+		name   string
+		cache  int
+		budget int
+	}{
+		{"uncached", 0, redisVerifyAllocs},
+		{"cached", 1000, redisCachedVerifyAllocs},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rs, err := redisstore.New(&redis.UniversalOptions{Addrs: []string{srv.Addr()}}, redisstore.Options{CacheEntries: tc.cache})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = rs.Close() })
+			b := newServer(t, func(c *grant.Config) { c.Store = rs })
+			w, body := b.post(form(b.assertion(t, "https://idp", nil)), basic("c:1", b.secret))
+			if w.Code != 200 {
+				t.Fatalf("exchange: %d %v", w.Code, body)
+			}
+			token := body["access_token"].(string)
+			v, err := grant.NewVerifier(grant.VerifierConfig{Store: rs})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := testing.AllocsPerRun(runs, func() {
+				if _, oerr := v.Verify(t.Context(), token); oerr != nil {
+					t.Fatalf("verify: %v", oerr)
+				}
+			})
+			t.Logf("%.0f allocations; budget %d", got, tc.budget)
+			if overBudget(got, tc.budget) {
+				t.Errorf("%.0f allocations, more than 20 %% above the budget of %d", got, tc.budget)
+			}
+		})
+	}
+}
 
 // With the local cache, a verification of a token already seen costs no
 // round trip, and a revocation made elsewhere — by another gateway's
