@@ -157,10 +157,10 @@ func TestClusterWriteFailureReleasesTheMarks(t *testing.T) {
 }
 
 // A rotation that files its tokens in a chain a reuse revoked meanwhile
-// takes them back: on a cluster the claim of the old refresh token and the
+// deletes them: on a cluster the claim of the old refresh token and the
 // filing of the new tokens are separate steps, and a reuse at another
 // gateway can revoke the chain between them (SPEC §3.2: every token of the
-// chain is revoked).
+// chain is revoked). The rotation itself still won, as on a single node.
 func TestClusterRotationRacingARevocationLeavesNoTokenLive(t *testing.T) {
 	t.Parallel()
 	nodes := testredis.StartCluster(t, 3)

@@ -247,8 +247,12 @@ func (s *Store) clusterRotate(ctx context.Context, oldHash string, next *grant.I
 		if err := s.clusterWrite(ctx, e, chainKey); errors.Is(err, errChainRevoked) {
 			// A reuse of the same refresh token, at this gateway or
 			// another, revoked the chain while this rotation filed its
-			// tokens: they are revoked with it (SPEC §3.2).
-			return grant.ErrRefreshReuse
+			// tokens, and clusterWrite took them back. This rotation
+			// still won: as on a single node, where the reuse's
+			// revocation comes after the winner's tokens are written
+			// and deletes them, the winner answers its tokens, stored
+			// and then revoked with their chain (SPEC §3.2).
+			return nil
 		} else if err != nil {
 			return unavailable(err)
 		}
@@ -270,7 +274,8 @@ func (s *Store) clusterRotate(ctx context.Context, oldHash string, next *grant.I
 }
 
 // errChainRevoked is clusterWrite's answer when the chain was revoked
-// (revokeChainClusterScript) before the new tokens were filed in it.
+// (revokeChainClusterScript) before the new tokens, written, were filed
+// in it: they have been deleted, as the revocation would have.
 var errChainRevoked = errors.New("redisstore: the refresh chain was revoked")
 
 // clusterWrite writes e's records and files them in the chain, in one
@@ -279,10 +284,11 @@ var errChainRevoked = errors.New("redisstore: the refresh chain was revoked")
 // answer is errChainRevoked.
 func (s *Store) clusterWrite(ctx context.Context, e *encoded, chainKey string) error {
 	var join *redis.IntCmd
+	var sets []*redis.Cmd
 	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.Do(ctx, "set", e.atKey, e.atJSON, "px", e.atTTL)
+		sets = append(sets, p.Do(ctx, "set", e.atKey, e.atJSON, "px", e.atTTL))
 		if e.rtKey != "" {
-			p.Do(ctx, "set", e.rtKey, e.rtJSON, "px", e.rtTTL)
+			sets = append(sets, p.Do(ctx, "set", e.rtKey, e.rtJSON, "px", e.rtTTL))
 		}
 		if chainKey != "" {
 			if e.rtKey != "" {
@@ -296,8 +302,10 @@ func (s *Store) clusterWrite(ctx context.Context, e *encoded, chainKey string) e
 		return nil
 	})
 	if join != nil && join.Err() != nil && strings.HasPrefix(join.Err().Error(), "WRONGTYPE") {
-		// Taken back even when the request's deadline has passed: no
-		// one was answered these tokens, and none must outlive the chain.
+		// Deleted even when the request's deadline has passed: none of
+		// these tokens may outlive its chain. A token not written, or
+		// not deleted, is not answered (an error, so a 503): no one
+		// knows it, so it grants nothing.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 		defer cancel()
 		keys := []string{e.atKey}
@@ -305,7 +313,14 @@ func (s *Store) clusterWrite(ctx context.Context, e *encoded, chainKey string) e
 			keys = append(keys, e.rtKey)
 		}
 		for _, k := range keys {
-			_ = s.c.Del(ctx, k).Err()
+			if err := s.c.Del(ctx, k).Err(); err != nil {
+				return err
+			}
+		}
+		for _, c := range sets {
+			if c.Err() != nil {
+				return c.Err()
+			}
 		}
 		return errChainRevoked
 	}

@@ -152,7 +152,8 @@ return 0
 // the members. A rotation files its new tokens in the set after it wrote
 // them, in other slots, so without the mark a revocation that read the set
 // before that SADD left the rotation's new tokens live; with it, the SADD
-// fails (WRONGTYPE) and the rotation takes its tokens back (clusterWrite).
+// fails (WRONGTYPE) and the rotation deletes its tokens (clusterWrite), as
+// the revocation would have had it come a moment later.
 // A minute is far beyond one store call's bound, the longest a rotation
 // that claimed its refresh token can take to file its tokens.
 //
