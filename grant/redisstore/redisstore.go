@@ -97,7 +97,6 @@ type Store struct {
 	// ap, when set, carries Access's reads (Options.PipelineReads), each
 	// waited for at most pipeBudget.
 	ap         *redis.AutoPipeliner
-	apBlocking bool
 	pipeBudget time.Duration
 }
 
