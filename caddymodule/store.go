@@ -484,6 +484,9 @@ func (r *RedisStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if err := r.checkCache(); err != nil {
 		return d.Err(err.Error())
 	}
+	if err := r.checkPipelineReads(); err != nil {
+		return d.Err(err.Error())
+	}
 	if r.WaitReplicas > 0 && r.WaitTimeout > 0 && r.ReadTimeout > 0 && r.WaitTimeout >= r.ReadTimeout {
 		return d.Errf("store redis: wait_replicas timeout %v must be shorter than read_timeout %v",
 			time.Duration(r.WaitTimeout), time.Duration(r.ReadTimeout))
@@ -510,6 +513,24 @@ func (r *RedisStore) checkCache() error {
 		return errors.New("store redis: cache is not supported on a cluster (go-redis caches on a single node only)")
 	case db != 0:
 		return fmt.Errorf("store redis: cache needs db 0, not %d (go-redis tracks keys of db 0 only)", db)
+	}
+	return nil
+}
+
+// checkPipelineReads refuses at adapt time pipelined reads the store
+// would refuse at Provision: the store keeps one autopipeliner on a
+// single node's client, and the cache answers most reads without a
+// round trip to batch.
+func (r *RedisStore) checkPipelineReads() error {
+	switch {
+	case !r.PipelineReads:
+		return nil
+	case r.Sentinel != "":
+		return errors.New("store redis: pipeline_reads is not supported behind sentinels (a single node only)")
+	case len(r.Addresses) > 1 || (r.URL != "" && len(r.Addresses) > 0):
+		return errors.New("store redis: pipeline_reads is not supported on a cluster (a single node only)")
+	case r.Cache > 0:
+		return errors.New("store redis: pipeline_reads and cache cannot be combined")
 	}
 	return nil
 }
