@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -218,5 +219,25 @@ func TestPipelinedReadQueuedBehindAStuckBatchIsBounded(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("Access 10 s after Redis resumed: %v", err)
 		}
+	}
+}
+
+// New with pipelined reads dials nothing either, and a read with nothing
+// listening is ErrUnavailable.
+func TestPipelinedReadsNewDoesNoNetworkIO(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	start := time.Now()
+	s := newStore(t, &redis.UniversalOptions{Addrs: []string{addr}}, Options{PipelineReads: true})
+	if d := time.Since(start); d > 100*time.Millisecond {
+		t.Errorf("New took %v", d)
+	}
+	if _, err := s.Access(t.Context(), "x"); !errors.Is(err, grant.ErrUnavailable) {
+		t.Errorf("pipelined Access with nothing listening: %v; want ErrUnavailable", err)
 	}
 }
