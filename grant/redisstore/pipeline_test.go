@@ -241,3 +241,20 @@ func TestPipelinedReadsNewDoesNoNetworkIO(t *testing.T) {
 		t.Errorf("pipelined Access with nothing listening: %v; want ErrUnavailable", err)
 	}
 }
+
+// The autopipeline's own connections select the store's database too.
+func TestPipelinedReadsReadTheStoresDatabase(t *testing.T) {
+	t.Parallel()
+	srv := testredis.Start(t)
+	s := newStore(t, &redis.UniversalOptions{Addrs: []string{srv.Addr()}, DB: 3}, Options{PipelineReads: true})
+	is := issuance("", time.Hour)
+	if err := s.Issue(t.Context(), is); err != nil {
+		t.Fatalf("Issue: %v", err)
+	}
+	if _, err := s.Access(t.Context(), is.AccessHash); err != nil {
+		t.Fatalf("pipelined Access on db 3: %v", err)
+	}
+	if n, err := srv.Do("EXISTS", s.atKey(is.AccessHash)); err != nil || n != "0" {
+		t.Fatalf("the record is on db 0 too (EXISTS = %q, %v)", n, err)
+	}
+}
