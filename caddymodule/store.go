@@ -219,6 +219,11 @@ type RedisStore struct {
 	// go-redis cannot keep it on a cluster, behind sentinels or on
 	// another database.
 	Cache int `json:"cache,omitempty"`
+	// PipelineReads sends jwt_grant_auth's reads through go-redis's
+	// autopipeline (experimental in go-redis), which writes the reads of
+	// concurrent requests to Redis together. A single node only, and not
+	// with Cache.
+	PipelineReads bool `json:"pipeline_reads,omitempty"`
 
 	store grant.Store
 	key   string
@@ -328,7 +333,7 @@ func (r *RedisStore) Provision(ctx caddy.Context) error {
 	r.key = "redis:" + hex.EncodeToString(sum[:])
 	sh, err := openShared(r.key, func() (grant.Store, error) {
 		return redisstore.New(uo, redisstore.Options{KeyPrefix: r.KeyPrefix, Logger: ctx.Logger(),
-			WaitReplicas: r.WaitReplicas, WaitTimeout: time.Duration(r.WaitTimeout), CacheEntries: r.Cache})
+			WaitReplicas: r.WaitReplicas, WaitTimeout: time.Duration(r.WaitTimeout), CacheEntries: r.Cache, PipelineReads: r.PipelineReads})
 	}, 0)
 	if err != nil {
 		return fmt.Errorf("%s: %w", r, err)
@@ -390,6 +395,7 @@ func (r *RedisStore) Cleanup() error {
 //		pool_size     <n>
 //		wait_replicas <n> [<timeout>]
 //		cache         <max_entries>
+//		pipeline_reads
 //	}
 func (r *RedisStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the module name
@@ -457,6 +463,11 @@ func (r *RedisStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = r.parseWaitReplicas(d)
 		case "cache":
 			r.Cache, err = intArg(d)
+		case "pipeline_reads":
+			r.PipelineReads = true
+			if d.NextArg() {
+				err = d.ArgErr()
+			}
 		default:
 			return d.Errf("store redis: unknown option %q", opt)
 		}
@@ -471,6 +482,9 @@ func (r *RedisStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return d.Err("store redis: wait_replicas is not supported on a cluster")
 	}
 	if err := r.checkCache(); err != nil {
+		return d.Err(err.Error())
+	}
+	if err := r.checkPipelineReads(); err != nil {
 		return d.Err(err.Error())
 	}
 	if r.WaitReplicas > 0 && r.WaitTimeout > 0 && r.ReadTimeout > 0 && r.WaitTimeout >= r.ReadTimeout {
@@ -499,6 +513,24 @@ func (r *RedisStore) checkCache() error {
 		return errors.New("store redis: cache is not supported on a cluster (go-redis caches on a single node only)")
 	case db != 0:
 		return fmt.Errorf("store redis: cache needs db 0, not %d (go-redis tracks keys of db 0 only)", db)
+	}
+	return nil
+}
+
+// checkPipelineReads refuses at adapt time pipelined reads the store
+// would refuse at Provision: the store keeps one autopipeliner on a
+// single node's client, and the cache answers most reads without a
+// round trip to batch.
+func (r *RedisStore) checkPipelineReads() error {
+	switch {
+	case !r.PipelineReads:
+		return nil
+	case r.Sentinel != "":
+		return errors.New("store redis: pipeline_reads is not supported behind sentinels (a single node only)")
+	case len(r.Addresses) > 1 || (r.URL != "" && len(r.Addresses) > 0):
+		return errors.New("store redis: pipeline_reads is not supported on a cluster (a single node only)")
+	case r.Cache > 0:
+		return errors.New("store redis: pipeline_reads and cache cannot be combined")
 	}
 	return nil
 }

@@ -34,14 +34,17 @@ func BenchmarkAccess(b *testing.B) {
 		name     string
 		cache    int
 		parallel bool
+		pipeline bool
 	}{
-		{"uncached", 0, false},
-		{"uncached/parallel", 0, true},
-		{"cached", 1000, false},
-		{"cached/parallel", 1000, true},
+		{"uncached", 0, false, false},
+		{"uncached/parallel", 0, true, false},
+		{"cached", 1000, false, false},
+		{"cached/parallel", 1000, true, false},
+		{"pipelined", 0, false, true},
+		{"pipelined/parallel", 0, true, true},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			s, err := New(&redis.UniversalOptions{Addrs: []string{srv.Addr()}}, Options{CacheEntries: bc.cache})
+			s, err := New(&redis.UniversalOptions{Addrs: []string{srv.Addr()}}, Options{CacheEntries: bc.cache, PipelineReads: bc.pipeline})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -52,6 +52,10 @@ type Options struct {
 	// already seen costs no round trip. A single node on db 0 over RESP3
 	// only.
 	CacheEntries int
+	// PipelineReads sends Access's reads through go-redis's
+	// autopipeline, which writes the reads of concurrent requests to
+	// Redis together. A single node only, and not with CacheEntries.
+	PipelineReads bool
 }
 
 // mode is how a Store reaches Redis, by the rules the README states: a

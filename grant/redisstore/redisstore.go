@@ -94,6 +94,10 @@ type Store struct {
 	waitTimeout  time.Duration
 	log          *zap.Logger
 	policy       atomic.Int32 // see checkPolicy
+	// ap, when set, carries Access's reads (Options.PipelineReads), each
+	// waited for at most pipeBudget.
+	ap         *redis.AutoPipeliner
+	pipeBudget time.Duration
 }
 
 var _ grant.Store = (*Store)(nil)
@@ -115,6 +119,9 @@ func New(uo *redis.UniversalOptions, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("redisstore: %w", err)
 	}
 	uo = withDefaults(uo)
+	if err := pipelineOptions(uo, opts); err != nil {
+		return nil, fmt.Errorf("redisstore: %w", err)
+	}
 	if err := cacheOptions(uo, opts.CacheEntries); err != nil {
 		return nil, fmt.Errorf("redisstore: %w", err)
 	}
@@ -132,7 +139,14 @@ func New(uo *redis.UniversalOptions, opts Options) (*Store, error) {
 		s.cluster = true
 		s.c = newClusterClient(uo.Cluster())
 	default:
-		s.c = redis.NewClient(uo.Simple())
+		c := redis.NewClient(uo.Simple())
+		s.c = c
+		if opts.PipelineReads {
+			if err := s.startPipeline(c); err != nil {
+				_ = c.Close()
+				return nil, fmt.Errorf("redisstore: %w", err)
+			}
+		}
 	}
 	// The sentinel watch starts with the first call.
 	s.cur.Store(&holder{c: s.c, watched: s.sw == nil})
@@ -188,7 +202,13 @@ func refreshExp(is *grant.Issuance) int64 {
 
 // Access implements grant.Store.
 func (s *Store) Access(ctx context.Context, hash string) (*grant.AccessRecord, error) {
-	b, err := s.get(ctx, s.atKey(hash))
+	var b []byte
+	var err error
+	if s.ap != nil {
+		b, err = s.pipelinedGet(ctx, s.atKey(hash))
+	} else {
+		b, err = s.get(ctx, s.atKey(hash))
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -31,7 +31,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -58,6 +60,12 @@ type config struct {
 	live        int
 	fillTimeout time.Duration
 	parts       map[string]bool
+	// only, when set, keeps the scenarios whose names it matches (and
+	// respond, which every ratio divides by); reverse runs them in the
+	// opposite order after respond, so that two rows can swap places
+	// between runs.
+	only    string
+	reverse bool
 }
 
 func main() {
@@ -69,6 +77,8 @@ func main() {
 	flag.IntVar(&c.assertions, "assertions", 30000, "assertions signed per algorithm; an exchange scenario that uses them all stops early")
 	flag.StringVar(&c.out, "out", "BENCHMARKS.md", "the file whose sections receive the results (empty: standard output only)")
 	flag.StringVar(&c.profile, "profile", "", "write a CPU profile of Caddy during the RS256 exchange on Redis to this file")
+	flag.StringVar(&c.only, "only", "", "a regular expression: run only the scenarios whose names match it (and respond)")
+	flag.BoolVar(&c.reverse, "reverse", false, "run the scenarios after respond in the opposite order")
 	flag.StringVar(&c.note, "note", "", "conditions to state next to the figures (e.g. what else ran on the machine)")
 	flag.StringVar(&c.record, "record", "", "copy standard input into this section of -out instead of measuring")
 	flag.BoolVar(&c.scale, "scale", false, "measure how cost grows with issuers, clients and live tokens, and RESP2 against RESP3, instead (sections scale, live and resp of -out)")
@@ -229,12 +239,16 @@ func run(c config) error {
 		scenario{name: "jwt_grant_auth memory", get: mem + "/auth", bearer: tokens["memory"]},
 		scenario{name: "jwt_grant_auth redis", get: red + "/auth", bearer: tokens["redis"]},
 		scenario{name: "jwt_grant_auth redis, cache", get: red + "/auth-cached", bearer: tokens["redis"]},
+		scenario{name: "jwt_grant_auth redis, pipeline_reads", get: red + "/auth-pipelined", bearer: tokens["redis"]},
 		scenario{name: "jwt_grant_auth redis, DPoP", get: red + "/auth", bearer: dpopToken,
 			prepare: func(s *scenario) (err error) {
 				s.dpop, err = dpop.proofs(2*c.assertions, s.get, s.bearer)
 				return err
 			}},
 	)
+	if scenarios, err = pick(scenarios, c.only, c.reverse); err != nil {
+		return err
+	}
 	env := describeMachine(caddyBin, c)
 	fmt.Fprintln(os.Stderr, env)
 	// A first, unrecorded respond pass opens the keep-alive connections and
@@ -313,7 +327,8 @@ func buildCaddyfile(admin, memSite, redisSite, redisPort int, hash string) strin
 	}
 }
 `, admin) + site(memSite, "memory", "\troute /respond {\n\t\trespond \"ok\"\n\t}\n") +
-		site(redisSite, "redis "+redisURL, fmt.Sprintf("\troute /auth-cached {\n\t\tjwt_grant_auth {\n\t\t\tstore redis %s {\n\t\t\t\tcache 100000\n\t\t\t}\n\t\t}\n\t\trespond \"ok\"\n\t}\n", redisURL))
+		site(redisSite, "redis "+redisURL, fmt.Sprintf("\troute /auth-cached {\n\t\tjwt_grant_auth {\n\t\t\tstore redis %s {\n\t\t\t\tcache 100000\n\t\t\t}\n\t\t}\n\t\trespond \"ok\"\n\t}\n", redisURL)+
+			fmt.Sprintf("\troute /auth-pipelined {\n\t\tjwt_grant_auth {\n\t\t\tstore redis %s {\n\t\t\t\tpipeline_reads\n\t\t\t}\n\t\t}\n\t\trespond \"ok\"\n\t}\n", redisURL))
 }
 
 // signAssertions signs n assertions with their own jti, on every core.
@@ -523,4 +538,23 @@ func exchangeOnce(base, basic, body string) (string, error) {
 	}
 	tok, _, _ := strings.Cut(string(b)[i+len(field):], `"`)
 	return tok, nil
+}
+
+// pick is the -only and -reverse flags applied to scenarios, whose first
+// (respond) always stays first.
+func pick(scenarios []scenario, only string, reverse bool) ([]scenario, error) {
+	out := scenarios[:1:1]
+	re, err := regexp.Compile(only)
+	if err != nil {
+		return nil, fmt.Errorf("-only: %w", err)
+	}
+	for _, s := range scenarios[1:] {
+		if re.MatchString(s.name) {
+			out = append(out, s)
+		}
+	}
+	if reverse {
+		slices.Reverse(out[1:])
+	}
+	return out, nil
 }

@@ -1,0 +1,65 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant"
+)
+
+// pipelineOptions checks that the store can send its reads through
+// go-redis's autopipeline for uo: the store keeps one autopipeliner per
+// client, so a single node only (a sentinel-backed store replaces its
+// client on failover, a cluster routes by slot), and not with the cache,
+// which answers most reads without a round trip to batch.
+func pipelineOptions(uo *redis.UniversalOptions, opts Options) error {
+	switch {
+	case !opts.PipelineReads:
+		return nil
+	case mode(uo) != "single":
+		return fmt.Errorf("pipelined reads need a single Redis node, not a %s", mode(uo))
+	case opts.CacheEntries > 0:
+		return errors.New("pipelined reads and the cache cannot be combined")
+	}
+	return nil
+}
+
+// startPipeline makes the autopipeliner of a single-node client: go-redis's
+// deferred face, ordered, one batch in flight at a time, so that the reads
+// queued while a batch is in flight go out together as the next. It
+// dials nothing.
+func (s *Store) startPipeline(c *redis.Client) error {
+	o := c.Options() // completed with the defaults
+	s.pipeBudget = o.DialTimeout + o.WriteTimeout + o.ReadTimeout
+	var err error
+	s.ap, err = c.AsyncAutoPipeline()
+	return err
+}
+
+// pipelinedGet is get through the autopipeline. A queued command no
+// longer honours its context in go-redis (it waits for the batch ahead
+// of it, and then for its own), so the wait for it is bounded here
+// instead: the caller gets its answer, or grant.ErrUnavailable, within
+// dial + write + read timeout, the bound of a plain call. An abandoned
+// GET still runs; a read has no effect to undo.
+func (s *Store) pipelinedGet(ctx context.Context, key string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.pipeBudget)
+	defer cancel()
+	cmd := redis.NewStringCmd(ctx, "get", key)
+	err := s.ap.Submit(ctx, cmd).WaitContext(ctx)
+	if err == nil || errors.Is(err, redis.Nil) {
+		// Only once the batch has completed may the command be read.
+		err = cmd.Err()
+	}
+	switch {
+	case errors.Is(err, redis.Nil):
+		return nil, grant.ErrNotFound
+	case err != nil:
+		return nil, unavailable(err)
+	}
+	s.checkPolicy(ctx)
+	return []byte(cmd.Val()), nil
+}

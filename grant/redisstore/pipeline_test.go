@@ -1,0 +1,260 @@
+package redisstore
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant"
+	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/storetest"
+	"github.com/caddy-jwt-grant/caddy-jwt-grant/internal/testredis"
+)
+
+func TestConformancePipelinedReads(t *testing.T) {
+	t.Parallel()
+	srv := testredis.Start(t)
+	storetest.Run(t, func(t *testing.T) grant.Store {
+		return newStore(t, &redis.UniversalOptions{Addrs: []string{srv.Addr()}}, Options{PipelineReads: true})
+	})
+}
+
+func TestPipelinedReadsAreRefusedWhereTheyCannotWork(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		uo   redis.UniversalOptions
+		opts Options
+		want string
+	}{
+		{"a cluster", redis.UniversalOptions{Addrs: []string{"127.0.0.1:7000", "127.0.0.1:7001"}}, Options{PipelineReads: true}, "not a cluster"},
+		{"sentinels", redis.UniversalOptions{Addrs: []string{"127.0.0.1:26379"}, MasterName: "m"}, Options{PipelineReads: true}, "not a sentinel"},
+		{"with the cache", redis.UniversalOptions{Addrs: []string{"127.0.0.1:7000"}}, Options{PipelineReads: true, CacheEntries: 10}, "cache"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := New(&tc.uo, tc.opts)
+			if err == nil {
+				_ = s.Close()
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("New = %v; want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// commandCalls is INFO commandstats (calls per command since the last
+// CONFIG RESETSTAT), the commands that ask left out.
+func commandCalls(t *testing.T, srv *testredis.Server) map[string]int {
+	t.Helper()
+	info, err := srv.Do("INFO", "commandstats")
+	if err != nil {
+		t.Fatalf("INFO commandstats: %v", err)
+	}
+	calls := map[string]int{}
+	sc := bufio.NewScanner(strings.NewReader(info))
+	for sc.Scan() {
+		name, stats, ok := strings.Cut(strings.TrimPrefix(sc.Text(), "cmdstat_"), ":")
+		if !ok || name == "info" || strings.HasPrefix(name, "config|") {
+			continue
+		}
+		first, _, _ := strings.Cut(stats, ",")
+		n, err := strconv.Atoi(strings.TrimPrefix(first, "calls="))
+		if err != nil {
+			t.Fatalf("unexpected commandstats line %q", sc.Text())
+		}
+		calls[name] = n
+	}
+	return calls
+}
+
+// A pipelined read is still one GET per verification, and sees a
+// revocation at once: the DEL of another client (what redis-cli sends)
+// and the store's own RevokeAccess.
+func TestPipelinedReadIsOneGETAndSeesRevocationsAtOnce(t *testing.T) {
+	t.Parallel()
+	srv := testredis.Start(t)
+	s := newStore(t, &redis.UniversalOptions{Addrs: []string{srv.Addr()}}, Options{PipelineReads: true})
+	ctx := t.Context()
+	a, b := issuance("", time.Hour), issuance("", time.Hour)
+	for _, is := range []*grant.Issuance{a, b} {
+		if err := s.Issue(ctx, is); err != nil {
+			t.Fatalf("Issue: %v", err)
+		}
+	}
+	// The autopipeline's own connection says HELLO when it dials.
+	if _, err := s.Access(ctx, a.AccessHash); err != nil {
+		t.Fatalf("Access: %v", err)
+	}
+	if _, err := srv.Do("CONFIG", "RESETSTAT"); err != nil {
+		t.Fatal(err)
+	}
+	const n = 20
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			if _, err := s.Access(ctx, a.AccessHash); err != nil {
+				t.Errorf("Access: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if got := commandCalls(t, srv); len(got) != 1 || got["get"] != n {
+		t.Fatalf("%d concurrent pipelined verifications ran %v; want exactly %d GET", n, got, n)
+	}
+
+	if _, err := inspect(t, srv.Addr()).Del(ctx, s.atKey(a.AccessHash)).Result(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Access(ctx, a.AccessHash); !errors.Is(err, grant.ErrNotFound) {
+		t.Errorf("pipelined Access right after a DEL: %v; want ErrNotFound", err)
+	}
+	if err := s.RevokeAccess(ctx, b.AccessHash); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Access(ctx, b.AccessHash); !errors.Is(err, grant.ErrNotFound) {
+		t.Errorf("pipelined Access right after RevokeAccess: %v; want ErrNotFound", err)
+	}
+}
+
+// go-redis runs a queued command on the autopipeliner's own context: it
+// waits for the batch ahead of it, then for its own. The store bounds the
+// wait for the reply instead, so that a read queued behind a stuck batch
+// still fails within dial + write + read timeout. The test measures both
+// on a paused (SIGSTOPped) Redis: the time to ErrUnavailable of reads
+// through the store, and the time until go-redis itself gives up on reads
+// submitted the same way without the store's bound.
+func TestPipelinedReadQueuedBehindAStuckBatchIsBounded(t *testing.T) {
+	t.Parallel()
+	srv := testredis.Start(t)
+	const timeout = 200 * time.Millisecond
+	budget := 3 * timeout // dial + write + read
+	uo := &redis.UniversalOptions{Addrs: []string{srv.Addr()},
+		DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout}
+	// s is read through; bare's autopipeliner is used directly.
+	s, bare := newStore(t, uo, Options{PipelineReads: true}), newStore(t, uo, Options{PipelineReads: true})
+	is := issuance("", time.Hour)
+	if err := s.Issue(t.Context(), is); err != nil {
+		t.Fatalf("Issue: %v", err)
+	}
+	for _, st := range []*Store{s, bare} {
+		if _, err := st.Access(t.Context(), is.AccessHash); err != nil {
+			t.Fatalf("Access before the pause: %v", err)
+		}
+	}
+	srv.Pause()
+	t.Cleanup(srv.Resume)
+
+	// go-redis alone, the wait not bounded by the store, at the same
+	// time: how long until the commands' own batches give up. Bounded
+	// only by the library's timeouts; the test fails if any is still
+	// waiting after 30 s.
+	const n = 32
+	var rawWG sync.WaitGroup
+	rawTook := make([]time.Duration, n)
+	for i := range n {
+		rawWG.Go(func() {
+			start := time.Now()
+			f := bare.ap.Submit(context.Background(), redis.NewStringCmd(context.Background(), "get", s.atKey(is.AccessHash)))
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			err := f.WaitContext(ctx)
+			expired := ctx.Err() != nil
+			cancel()
+			rawTook[i] = time.Since(start)
+			switch {
+			case expired:
+				t.Errorf("go-redis: a read still queued after 30 s")
+			case err == nil:
+				t.Errorf("go-redis: a read of a paused Redis succeeded")
+			}
+		})
+	}
+
+	// Through the store: 32 concurrent reads, the first batch stuck and
+	// the others queued behind it.
+	took := make([]time.Duration, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			start := time.Now()
+			_, err := s.Access(t.Context(), is.AccessHash)
+			took[i] = time.Since(start)
+			if !errors.Is(err, grant.ErrUnavailable) {
+				t.Errorf("Access of a paused Redis: %v; want ErrUnavailable", err)
+			}
+		})
+	}
+	wg.Wait()
+	worst := slices.Max(took)
+	t.Logf("through the store: the slowest of %d reads failed after %v (dial+write+read %v)", n, worst.Round(time.Millisecond), budget)
+	// Generous: the bound itself is budget; the rest is a busy machine.
+	if worst > 3*budget {
+		t.Errorf("a read queued behind a stuck batch took %v; want at most %v", worst, 3*budget)
+	}
+
+	cut := 0
+	for _, d := range took {
+		if d >= budget {
+			cut++
+		}
+	}
+	t.Logf("through the store: %d of %d reads ended by the store's own bound", cut, n)
+	rawWG.Wait()
+	t.Logf("go-redis alone: the slowest of %d reads ended after %v", n, slices.Max(rawTook).Round(time.Millisecond))
+
+	srv.Resume()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := s.Access(t.Context(), is.AccessHash)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Access 10 s after Redis resumed: %v", err)
+		}
+	}
+}
+
+// New with pipelined reads dials nothing either, and a read with nothing
+// listening is ErrUnavailable.
+func TestPipelinedReadsNewDoesNoNetworkIO(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	start := time.Now()
+	s := newStore(t, &redis.UniversalOptions{Addrs: []string{addr}}, Options{PipelineReads: true})
+	if d := time.Since(start); d > 100*time.Millisecond {
+		t.Errorf("New took %v", d)
+	}
+	if _, err := s.Access(t.Context(), "x"); !errors.Is(err, grant.ErrUnavailable) {
+		t.Errorf("pipelined Access with nothing listening: %v; want ErrUnavailable", err)
+	}
+}
+
+// The autopipeline's own connections select the store's database too.
+func TestPipelinedReadsReadTheStoresDatabase(t *testing.T) {
+	t.Parallel()
+	srv := testredis.Start(t)
+	s := newStore(t, &redis.UniversalOptions{Addrs: []string{srv.Addr()}, DB: 3}, Options{PipelineReads: true})
+	is := issuance("", time.Hour)
+	if err := s.Issue(t.Context(), is); err != nil {
+		t.Fatalf("Issue: %v", err)
+	}
+	if _, err := s.Access(t.Context(), is.AccessHash); err != nil {
+		t.Fatalf("pipelined Access on db 3: %v", err)
+	}
+	if n, err := srv.Do("EXISTS", s.atKey(is.AccessHash)); err != nil || n != "0" {
+		t.Fatalf("the record is on db 0 too (EXISTS = %q, %v)", n, err)
+	}
+}
