@@ -185,7 +185,7 @@ func TestClusterRotationRacingARevocationLeavesNoTokenLive(t *testing.T) {
 	if err := s.RevokeChain(ctx, chain); err != nil {
 		t.Fatalf("RevokeChain: %v", err)
 	}
-	if err := s.clusterWrite(ctx, e, s.chainKey(chain)); !errors.Is(err, errChainRevoked) {
+	if err := s.clusterWrite(ctx, e, s.chainKey(chain), true); !errors.Is(err, errChainRevoked) {
 		t.Fatalf("clusterWrite into a revoked chain: %v; want errChainRevoked", err)
 	}
 	for _, h := range []string{first.AccessHash, next.AccessHash} {

@@ -112,7 +112,7 @@ func (s *Store) clusterIssue(ctx context.Context, is *grant.Issuance, e *encoded
 	if err := s.clusterClaim(ctx, is.Marks, is.AccessHash); err != nil {
 		return err
 	}
-	if err := s.clusterWrite(ctx, e, chainKey); err != nil {
+	if err := s.clusterWrite(ctx, e, chainKey, false); err != nil {
 		// The 503 must leave the assertion usable (SPEC §6). Only a
 		// reply lost in transit after the records were written leaves
 		// the marks behind, as the write's outcome is unknown then.
@@ -244,7 +244,7 @@ func (s *Store) clusterRotate(ctx context.Context, oldHash string, next *grant.I
 	}
 	switch code {
 	case codeOK:
-		if err := s.clusterWrite(ctx, e, chainKey); errors.Is(err, errChainRevoked) {
+		if err := s.clusterWrite(ctx, e, chainKey, true); errors.Is(err, errChainRevoked) {
 			// A reuse of the same refresh token, at this gateway or
 			// another, revoked the chain while this rotation filed its
 			// tokens, and clusterWrite took them back. This rotation
@@ -278,34 +278,52 @@ func (s *Store) clusterRotate(ctx context.Context, oldHash string, next *grant.I
 // in it: they have been deleted, as the revocation would have.
 var errChainRevoked = errors.New("redisstore: the refresh chain was revoked")
 
-// clusterWrite writes e's records and files them in the chain, in one
-// pipeline that the client splits by node. When the chain turns out to
-// have been revoked, the records just written are deleted again and the
-// answer is errChainRevoked.
-func (s *Store) clusterWrite(ctx context.Context, e *encoded, chainKey string) error {
+// clusterWrite writes e's records and files them in the chain. A new
+// grant's chain is known to no one yet, so one pipeline, which the client
+// splits by node, does both. A rotation's chain may be revoked meanwhile
+// by a reuse at any gateway (ordered): its records are written first and
+// filed only once written, so that a revocation that finds them in the
+// set also finds them in Redis; a revocation that came first left its
+// mark in the set's place, and the records just written are deleted
+// again (errChainRevoked). In one pipeline, a node could run the filing
+// before another ran the write, and a revocation in between would
+// delete a record not yet written.
+func (s *Store) clusterWrite(ctx context.Context, e *encoded, chainKey string, ordered bool) error {
 	var join *redis.IntCmd
-	var sets []*redis.Cmd
-	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		sets = append(sets, p.Do(ctx, "set", e.atKey, e.atJSON, "px", e.atTTL))
+	file := func(p redis.Pipeliner) {
+		if chainKey == "" {
+			return
+		}
 		if e.rtKey != "" {
-			sets = append(sets, p.Do(ctx, "set", e.rtKey, e.rtJSON, "px", e.rtTTL))
+			join = p.SAdd(ctx, chainKey, e.atKey, e.rtKey)
+		} else {
+			join = p.SAdd(ctx, chainKey, e.atKey)
 		}
-		if chainKey != "" {
-			if e.rtKey != "" {
-				join = p.SAdd(ctx, chainKey, e.atKey, e.rtKey)
-			} else {
-				join = p.SAdd(ctx, chainKey, e.atKey)
-			}
-			p.Do(ctx, "pexpire", chainKey, e.chainTTL, "nx")
-			p.Do(ctx, "pexpire", chainKey, e.chainTTL, "gt")
+		p.Do(ctx, "pexpire", chainKey, e.chainTTL, "nx")
+		p.Do(ctx, "pexpire", chainKey, e.chainTTL, "gt")
+	}
+	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Do(ctx, "set", e.atKey, e.atJSON, "px", e.atTTL)
+		if e.rtKey != "" {
+			p.Do(ctx, "set", e.rtKey, e.rtJSON, "px", e.rtTTL)
 		}
+		if !ordered {
+			file(p)
+		}
+		return nil
+	})
+	if err != nil || !ordered {
+		return err
+	}
+	_, err = s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		file(p)
 		return nil
 	})
 	if join != nil && join.Err() != nil && strings.HasPrefix(join.Err().Error(), "WRONGTYPE") {
 		// Deleted even when the request's deadline has passed: none of
-		// these tokens may outlive its chain. A token not written, or
-		// not deleted, is not answered (an error, so a 503): no one
-		// knows it, so it grants nothing.
+		// these tokens may outlive its chain. A token not deleted is
+		// not answered (an error, so a 503): no one knows it, so it
+		// grants nothing.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 		defer cancel()
 		keys := []string{e.atKey}
@@ -315,11 +333,6 @@ func (s *Store) clusterWrite(ctx context.Context, e *encoded, chainKey string) e
 		for _, k := range keys {
 			if err := s.c.Del(ctx, k).Err(); err != nil {
 				return err
-			}
-		}
-		for _, c := range sets {
-			if c.Err() != nil {
-				return c.Err()
 			}
 		}
 		return errChainRevoked
