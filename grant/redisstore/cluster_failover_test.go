@@ -133,28 +133,40 @@ func TestClusterMasterKilledUnderLoad(t *testing.T) {
 			})
 		}
 	}
-	snapshot := func() (n, ok int) {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(calls), len(answered)
+	// waitLoad polls until enough has been answered, generously bounded.
+	waitLoad := func(what string, enough func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			mu.Lock()
+			done := enough()
+			mu.Unlock()
+			if done {
+				return
+			}
+			if time.Now().After(deadline) {
+				close(stop)
+				wg.Wait()
+				t.Fatalf("the load did not reach %s in 15 s", what)
+			}
+		}
 	}
 	// Some load first, then the kill.
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if _, ok := snapshot(); ok >= 300 {
-			break
-		}
-		if time.Now().After(deadline) {
-			close(stop)
-			wg.Wait()
-			t.Fatalf("only %d grants answered OK in 10 s before the kill", func() int { _, ok := snapshot(); return ok }())
-		}
-	}
+	waitLoad("300 grants answered OK before the kill", func() bool { return len(answered) >= 300 })
 	killed := time.Now()
 	c.Masters[victim].Stop()
 	c.WaitFailover(victim)
 	healthy := time.Now()
-	// The load goes on after the failover, on the same stores.
-	time.Sleep(2 * time.Second)
+	// The load goes on after the failover, on the same stores, until
+	// each has answered grants it began on the healed cluster.
+	waitLoad("100 grants answered OK by each store after the failover", func() bool {
+		var after [2]int
+		for _, call := range calls {
+			if call.err == nil && call.start.After(healthy) {
+				after[call.store]++
+			}
+		}
+		return after[0] >= 100 && after[1] >= 100
+	})
 	close(stop)
 	wg.Wait()
 	ended := time.Now()
