@@ -1,7 +1,6 @@
 package grant_test
 
 import (
-	"bufio"
 	"crypto"
 	"crypto/rand"
 	"maps"
@@ -20,33 +19,6 @@ import (
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/redisstore"
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/internal/testredis"
 )
-
-// commandCalls reads INFO commandstats: how often each command ran since
-// the last CONFIG RESETSTAT. The commands that ask (info, config) are left
-// out, so that what remains is the gateway's traffic alone.
-func commandCalls(t *testing.T, s *testredis.Server) map[string]int {
-	t.Helper()
-	info, err := s.Do("INFO", "commandstats")
-	if err != nil {
-		t.Fatalf("INFO commandstats: %v", err)
-	}
-	calls := map[string]int{}
-	sc := bufio.NewScanner(strings.NewReader(info))
-	for sc.Scan() {
-		// cmdstat_get:calls=3,usec=12,usec_per_call=4.00,...
-		name, stats, ok := strings.Cut(strings.TrimPrefix(sc.Text(), "cmdstat_"), ":")
-		if !ok || name == "info" || strings.HasPrefix(name, "config|") {
-			continue
-		}
-		first, _, _ := strings.Cut(stats, ",")
-		n, err := strconv.Atoi(strings.TrimPrefix(first, "calls="))
-		if err != nil {
-			t.Fatalf("unexpected commandstats line %q", sc.Text())
-		}
-		calls[name] = n
-	}
-	return calls
-}
 
 func resetStats(t *testing.T, s *testredis.Server) {
 	t.Helper()
@@ -129,7 +101,7 @@ func TestOneRedisRoundTripPerExchangeAndPerVerification(t *testing.T) {
 			}
 		}
 	})
-	calls := commandCalls(t, srv)
+	calls := srv.CommandCalls(t)
 	if trips != n || calls["evalsha"] != n {
 		t.Errorf("%d exchanges took %d round trips and %d EVALSHA; want %d of each", n, trips, calls["evalsha"], n)
 	}
@@ -149,7 +121,7 @@ func TestOneRedisRoundTripPerExchangeAndPerVerification(t *testing.T) {
 			}
 		}
 	})
-	if got, want := commandCalls(t, srv), map[string]int{"get": n}; trips != n || !maps.Equal(got, want) {
+	if got, want := srv.CommandCalls(t), map[string]int{"get": n}; trips != n || !maps.Equal(got, want) {
 		t.Errorf("%d verifications took %d round trips and sent %v; want %d and %v", n, trips, got, n, want)
 	}
 }

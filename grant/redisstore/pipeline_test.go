@@ -1,12 +1,10 @@
 package redisstore
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"net"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -50,31 +48,6 @@ func TestPipelinedReadsAreRefusedWhereTheyCannotWork(t *testing.T) {
 	}
 }
 
-// commandCalls is INFO commandstats (calls per command since the last
-// CONFIG RESETSTAT), the commands that ask left out.
-func commandCalls(t *testing.T, srv *testredis.Server) map[string]int {
-	t.Helper()
-	info, err := srv.Do("INFO", "commandstats")
-	if err != nil {
-		t.Fatalf("INFO commandstats: %v", err)
-	}
-	calls := map[string]int{}
-	sc := bufio.NewScanner(strings.NewReader(info))
-	for sc.Scan() {
-		name, stats, ok := strings.Cut(strings.TrimPrefix(sc.Text(), "cmdstat_"), ":")
-		if !ok || name == "info" || strings.HasPrefix(name, "config|") {
-			continue
-		}
-		first, _, _ := strings.Cut(stats, ",")
-		n, err := strconv.Atoi(strings.TrimPrefix(first, "calls="))
-		if err != nil {
-			t.Fatalf("unexpected commandstats line %q", sc.Text())
-		}
-		calls[name] = n
-	}
-	return calls
-}
-
 // A pipelined read is still one GET per verification, and sees a
 // revocation at once: the DEL of another client (what redis-cli sends)
 // and the store's own RevokeAccess.
@@ -106,7 +79,7 @@ func TestPipelinedReadIsOneGETAndSeesRevocationsAtOnce(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if got := commandCalls(t, srv); len(got) != 1 || got["get"] != n {
+	if got := srv.CommandCalls(t); len(got) != 1 || got["get"] != n {
 		t.Fatalf("%d concurrent pipelined verifications ran %v; want exactly %d GET", n, got, n)
 	}
 

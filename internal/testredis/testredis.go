@@ -292,6 +292,34 @@ func (s *Server) URL() string {
 // under test wrote, without a client library that code also uses.
 func (s *Server) Do(args ...string) (string, error) { return command(s.Addr(), s.tls, args...) }
 
+// CommandCalls reads INFO commandstats: how often each command ran since
+// the server started or the last CONFIG RESETSTAT. The commands that ask
+// (INFO, CONFIG) are left out, so that what remains is the traffic of the
+// code under test alone.
+func (s *Server) CommandCalls(tb testing.TB) map[string]int {
+	tb.Helper()
+	info, err := s.Do("INFO", "commandstats")
+	if err != nil {
+		tb.Fatalf("INFO commandstats: %v", err)
+	}
+	calls := map[string]int{}
+	sc := bufio.NewScanner(strings.NewReader(info))
+	for sc.Scan() {
+		// cmdstat_get:calls=3,usec=12,usec_per_call=4.00,...
+		name, stats, ok := strings.Cut(strings.TrimPrefix(sc.Text(), "cmdstat_"), ":")
+		if !ok || name == "info" || strings.HasPrefix(name, "config|") {
+			continue
+		}
+		first, _, _ := strings.Cut(stats, ",")
+		n, err := strconv.Atoi(strings.TrimPrefix(first, "calls="))
+		if err != nil {
+			tb.Fatalf("unexpected commandstats line %q", sc.Text())
+		}
+		calls[name] = n
+	}
+	return calls
+}
+
 // Stop kills the server, as a crash would, and waits for it to exit. Stopping
 // a stopped server does nothing.
 func (s *Server) Stop() {
