@@ -239,23 +239,29 @@ func formatTable(rs []result) string {
 	sb.WriteString("\n| scenario | req/s | p50 | p99 | Caddy CPU/req | × respond | failed |\n")
 	sb.WriteString("|---|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range rs {
-		n := r.ok + r.fail
-		perReq := time.Duration(0)
-		if n > 0 {
-			perReq = r.cpu / time.Duration(n)
-		}
-		ratio := "–"
-		if base > 0 {
-			ratio = fmt.Sprintf("%.2f", r.rate()/base)
-		}
-		name := r.name
-		if r.exhausted {
-			name += " (assertions used up)"
-		}
-		fmt.Fprintf(&sb, "| %s | %.0f | %s | %s | %s | %s | %d |\n", name, r.rate(),
-			ms(r.percentile(0.50)), ms(r.percentile(0.99)), ms(perReq), ratio, r.fail)
+		sb.WriteString(r.row(base))
 	}
 	return sb.String()
+}
+
+// row is r as a line of a results table: rate, p50, p99, Caddy CPU per
+// request, the rate over base ("–" without one) and failures.
+func (r result) row(base float64) string {
+	n := r.ok + r.fail
+	perReq := time.Duration(0)
+	if n > 0 {
+		perReq = r.cpu / time.Duration(n)
+	}
+	ratio := "–"
+	if base > 0 {
+		ratio = fmt.Sprintf("%.2f", r.rate()/base)
+	}
+	name := r.name
+	if r.exhausted {
+		name += " (assertions used up)"
+	}
+	return fmt.Sprintf("| %s | %.0f | %s | %s | %s | %s | %d |\n", name, r.rate(),
+		ms(r.percentile(0.50)), ms(r.percentile(0.99)), ms(perReq), ratio, r.fail)
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/float64(time.Millisecond)) }

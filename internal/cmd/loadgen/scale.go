@@ -502,21 +502,7 @@ func formatRatiosBy(rs []result, group func(result) string, header string, baseI
 		if len(baseIndex) > 0 && baseIndex[0] < len(rs) {
 			base = rs[baseIndex[0]].rate()
 		}
-		n := r.ok + r.fail
-		perReq := time.Duration(0)
-		if n > 0 {
-			perReq = r.cpu / time.Duration(n)
-		}
-		ratio := "–"
-		if base > 0 {
-			ratio = fmt.Sprintf("%.2f", r.rate()/base)
-		}
-		name := r.name
-		if r.exhausted {
-			name += " (assertions used up)"
-		}
-		fmt.Fprintf(&sb, "| %s | %.0f | %s | %s | %s | %s | %d |\n", name, r.rate(),
-			ms(r.percentile(0.50)), ms(r.percentile(0.99)), ms(perReq), ratio, r.fail)
+		sb.WriteString(r.row(base))
 	}
 	return sb.String()
 }
