@@ -94,13 +94,10 @@ func nodeFailure(err error) bool {
 // is left. Outside a cluster a call is one command without retry, already
 // bounded, and ctx is returned as it is.
 func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {
-	c, ok := s.c.(*redis.ClusterClient)
-	if !ok {
+	if !s.cluster {
 		return ctx, func() {}
 	}
-	// The options as the client completed them, defaults included.
-	o := c.Options()
-	return context.WithTimeout(ctx, o.DialTimeout+o.WriteTimeout+o.ReadTimeout)
+	return context.WithTimeout(ctx, s.budget)
 }
 
 // The cluster variants of the writes: sequences of single-key commands and

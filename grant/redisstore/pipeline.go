@@ -32,8 +32,6 @@ func pipelineOptions(uo *redis.UniversalOptions, opts Options) error {
 // queued while a batch is in flight go out together as the next. It
 // dials nothing.
 func (s *Store) startPipeline(c *redis.Client) error {
-	o := c.Options() // completed with the defaults
-	s.pipeBudget = o.DialTimeout + o.WriteTimeout + o.ReadTimeout
 	var err error
 	s.ap, err = c.AsyncAutoPipeline()
 	return err
@@ -46,7 +44,7 @@ func (s *Store) startPipeline(c *redis.Client) error {
 // dial + write + read timeout, the bound of a plain call. An abandoned
 // GET still runs; a read has no effect to undo.
 func (s *Store) pipelinedGet(ctx context.Context, key string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.pipeBudget)
+	ctx, cancel := context.WithTimeout(ctx, s.budget)
 	defer cancel()
 	cmd := redis.NewStringCmd(ctx, "get", key)
 	err := s.ap.Submit(ctx, cmd).WaitContext(ctx)

@@ -94,10 +94,13 @@ type Store struct {
 	waitTimeout  time.Duration
 	log          *zap.Logger
 	policy       atomic.Int32 // see checkPolicy
+	// budget is how long one store call may last, SPEC §6's bound: dial +
+	// write + read timeout of the client's options as the client
+	// completed them (callBudget).
+	budget time.Duration
 	// ap, when set, carries Access's reads (Options.PipelineReads), each
-	// waited for at most pipeBudget.
-	ap         *redis.AutoPipeliner
-	pipeBudget time.Duration
+	// waited for at most budget.
+	ap *redis.AutoPipeliner
 }
 
 var _ grant.Store = (*Store)(nil)
@@ -133,14 +136,16 @@ func New(uo *redis.UniversalOptions, opts Options) (*Store, error) {
 	switch mode(uo) {
 	case "sentinel":
 		fo := uo.Failover()
-		s.c = redis.NewFailoverClient(fo)
+		c := redis.NewFailoverClient(fo)
+		s.c, s.budget = c, callBudget(c.Options())
 		s.sw = newSwitcher(s, fo)
 	case "cluster":
-		s.cluster = true
-		s.c = newClusterClient(uo.Cluster())
+		c := newClusterClient(uo.Cluster())
+		o := c.Options()
+		s.c, s.cluster, s.budget = c, true, o.DialTimeout+o.WriteTimeout+o.ReadTimeout
 	default:
 		c := redis.NewClient(uo.Simple())
-		s.c = c
+		s.c, s.budget = c, callBudget(c.Options())
 		if opts.PipelineReads {
 			if err := s.startPipeline(c); err != nil {
 				_ = c.Close()
@@ -151,6 +156,12 @@ func New(uo *redis.UniversalOptions, opts Options) (*Store, error) {
 	// The sentinel watch starts with the first call.
 	s.cur.Store(&holder{c: s.c, watched: s.sw == nil})
 	return s, nil
+}
+
+// callBudget is dial + write + read timeout of a client's completed
+// options: the bound of one store call.
+func callBudget(o *redis.Options) time.Duration {
+	return o.DialTimeout + o.WriteTimeout + o.ReadTimeout
 }
 
 // String names the store's Redis for logs: addresses and mode, never

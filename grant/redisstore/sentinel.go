@@ -1,7 +1,6 @@
 package redisstore
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"net"
@@ -79,9 +78,8 @@ func (s *Store) startWatch(h *holder) {
 
 // switcher follows +switch-master for one Store.
 type switcher struct {
-	s      *Store
-	fo     redis.FailoverOptions // the options every fresh client is made of
-	budget time.Duration         // how long a store call may last: dial + write + read timeout
+	s  *Store
+	fo redis.FailoverOptions // the options every fresh client is made of
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -95,11 +93,8 @@ type switcher struct {
 }
 
 func newSwitcher(s *Store, fo *redis.FailoverOptions) *switcher {
-	// Zero timeouts are the client's defaults.
-	read := cmp.Or(fo.ReadTimeout, defaultReadTimeout)
 	w := &switcher{s: s, fo: *fo, retired: map[redis.UniversalClient]*time.Timer{},
-		subs:   map[*redis.PubSub]struct{}{},
-		budget: cmp.Or(fo.DialTimeout, 5*time.Second) + cmp.Or(fo.WriteTimeout, read) + read}
+		subs: map[*redis.PubSub]struct{}{}}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 	return w
 }
@@ -227,7 +222,7 @@ func (w *switcher) follow(master, sentinel string) {
 	old := w.s.cur.Swap(&holder{c: redis.NewFailoverClient(&fo), watched: true})
 	// The new master's maxmemory-policy is worth a look of its own.
 	w.s.policy.CompareAndSwap(policyChecked, policyUnchecked)
-	w.retired[old.c] = time.AfterFunc(w.budget, func() { w.retire(old.c) })
+	w.retired[old.c] = time.AfterFunc(w.s.budget, func() { w.retire(old.c) })
 }
 
 // retire closes c, a client replaced, unless stop did.
