@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"context"
 	"sync/atomic"
 	"time"
 
@@ -28,14 +27,16 @@ const (
 	drainTick  = 100 * time.Millisecond
 )
 
-// drainingStore counts the calls in flight on a shared store so that its
-// last release closes it only when it is idle. Every token request passes
-// through it, so the count is two atomics, not a lock.
+// drainingStore counts the requests in flight on a shared store (hold,
+// done) so that its last release closes it only when it is idle. Every
+// store call is made within a request a handler holds, so the store's
+// own methods pass through uncounted. Every request passes through it,
+// so the count is two atomics, not a lock.
 type drainingStore struct {
 	grant.Store
 
 	inflight atomic.Int64
-	last     atomic.Int64  // when a call last ended, Unix nanoseconds
+	last     atomic.Int64  // when a request last ended, Unix nanoseconds
 	closed   chan struct{} // closed once the store is
 }
 
@@ -60,7 +61,7 @@ func (d *drainingStore) done() {
 	}
 }
 
-// enter counts a call in; leave counts it out. The end time is stored
+// enter counts a request in; leave counts it out. The end time is stored
 // before the count drops, so that whoever sees the count at zero sees it.
 func (d *drainingStore) enter() { d.inflight.Add(1) }
 
@@ -69,7 +70,7 @@ func (d *drainingStore) leave() {
 	d.inflight.Add(-1)
 }
 
-// idleFor tells whether no call has been in flight for at least q.
+// idleFor tells whether no request has been in flight for at least q.
 func (d *drainingStore) idleFor(q time.Duration) bool {
 	return d.inflight.Load() == 0 && time.Since(time.Unix(0, d.last.Load())) >= q
 }
@@ -93,48 +94,6 @@ func (d *drainingStore) release() {
 		}
 		_ = d.Store.Close()
 	}()
-}
-
-func (d *drainingStore) Issue(ctx context.Context, is *grant.Issuance) error {
-	d.enter()
-	defer d.leave()
-	return d.Store.Issue(ctx, is)
-}
-
-func (d *drainingStore) ClaimMarks(ctx context.Context, marks []grant.Mark) error {
-	d.enter()
-	defer d.leave()
-	return d.Store.ClaimMarks(ctx, marks)
-}
-
-func (d *drainingStore) Access(ctx context.Context, hash string) (*grant.AccessRecord, error) {
-	d.enter()
-	defer d.leave()
-	return d.Store.Access(ctx, hash)
-}
-
-func (d *drainingStore) Refresh(ctx context.Context, hash string) (*grant.RefreshRecord, error) {
-	d.enter()
-	defer d.leave()
-	return d.Store.Refresh(ctx, hash)
-}
-
-func (d *drainingStore) Rotate(ctx context.Context, oldHash string, next *grant.Issuance) error {
-	d.enter()
-	defer d.leave()
-	return d.Store.Rotate(ctx, oldHash, next)
-}
-
-func (d *drainingStore) RevokeAccess(ctx context.Context, hash string) error {
-	d.enter()
-	defer d.leave()
-	return d.Store.RevokeAccess(ctx, hash)
-}
-
-func (d *drainingStore) RevokeChain(ctx context.Context, chain string) error {
-	d.enter()
-	defer d.leave()
-	return d.Store.RevokeChain(ctx, chain)
 }
 
 // String names the underlying store, for logs.
