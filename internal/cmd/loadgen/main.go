@@ -53,8 +53,11 @@ type config struct {
 	assertions int
 	out        string
 	profile    string
-	note       string
-	record     string
+	// profiled names the scenario -profile is taken during.
+	profiled string
+	note     string
+	string
+	record string
 	// scale, live and fillTimeout are the -scale mode's (scale.go).
 	scale       bool
 	live        int
@@ -76,7 +79,8 @@ func main() {
 	flag.DurationVar(&c.duration, "duration", 5*time.Second, "how long each scenario runs")
 	flag.IntVar(&c.assertions, "assertions", 30000, "assertions signed per algorithm; an exchange scenario that uses them all stops early")
 	flag.StringVar(&c.out, "out", "BENCHMARKS.md", "the file whose sections receive the results (empty: standard output only)")
-	flag.StringVar(&c.profile, "profile", "", "write a CPU profile of Caddy during the RS256 exchange on Redis to this file")
+	flag.StringVar(&c.profile, "profile", "", "write a CPU profile of Caddy during one scenario (-profile-scenario) to this file, and its allocations beside it (NAME.allocs.pprof)")
+	flag.StringVar(&c.profiled, "profile-scenario", "exchange RS256 redis", "the scenario -profile is taken during")
 	flag.StringVar(&c.only, "only", "", "a regular expression: run only the scenarios whose names match it (and respond)")
 	flag.BoolVar(&c.reverse, "reverse", false, "run the scenarios after respond in the opposite order")
 	flag.StringVar(&c.note, "note", "", "conditions to state next to the figures (e.g. what else ran on the machine)")
@@ -231,7 +235,7 @@ func run(c config) error {
 		for _, alg := range algorithms {
 			scenarios = append(scenarios, scenario{
 				name: "exchange " + alg + " " + store.name, post: store.base + "/oauth2/token",
-				auth: basic, bodies: signed[alg], profile: c.profile != "" && alg == "RS256" && store.name == "redis",
+				auth: basic, bodies: signed[alg],
 			})
 		}
 	}
@@ -260,7 +264,7 @@ func run(c config) error {
 	var results []result
 	for _, s := range scenarios {
 		var prof *profiler
-		if s.profile {
+		if c.profile != "" && s.name == c.profiled {
 			prof = startProfile(fmt.Sprintf("127.0.0.1:%d", admin), c.duration, c.profile)
 		}
 		if s.prepare != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -31,7 +32,6 @@ type scenario struct {
 	post    string
 	auth    string
 	bodies  []string
-	profile bool
 }
 
 // result is what one scenario measured.
@@ -164,22 +164,24 @@ func processCPU(pid int) (time.Duration, error) {
 	return time.Duration(utime+stime) * time.Second / clockTicks, nil
 }
 
-// profiler fetches a CPU profile from Caddy's admin endpoint while a
-// scenario runs.
+// profiler fetches a CPU profile and an allocation profile (the
+// allocations made over the same seconds) from Caddy's admin endpoint
+// while a scenario runs; the second goes next to the first, named
+// allocsFile(file).
 type profiler struct{ done chan error }
 
 func startProfile(admin string, d time.Duration, file string) *profiler {
-	p := &profiler{done: make(chan error, 1)}
+	p := &profiler{done: make(chan error, 2)}
 	secs := max(1, int(d.Seconds())-1)
-	go func() {
-		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", admin, secs))
+	fetch := func(kind, file string) {
+		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/%s?seconds=%d", admin, kind, secs))
 		if err != nil {
 			p.done <- err
 			return
 		}
 		defer resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
-			p.done <- fmt.Errorf("admin endpoint answered %s", resp.Status)
+			p.done <- fmt.Errorf("admin endpoint answered %s for %s", resp.Status, kind)
 			return
 		}
 		b, err := io.ReadAll(resp.Body)
@@ -187,11 +189,18 @@ func startProfile(admin string, d time.Duration, file string) *profiler {
 			err = os.WriteFile(file, b, 0o644)
 		}
 		p.done <- err
-	}()
+	}
+	go fetch("profile", file)
+	go fetch("allocs", allocsFile(file))
 	return p
 }
 
-func (p *profiler) wait() error { return <-p.done }
+// allocsFile names the allocation profile written beside a CPU profile.
+func allocsFile(file string) string {
+	return strings.TrimSuffix(file, ".pprof") + ".allocs.pprof"
+}
+
+func (p *profiler) wait() error { return errors.Join(<-p.done, <-p.done) }
 
 // describeMachine states what the figures were measured on and with.
 func describeMachine(caddyBin string, c config) string {
