@@ -31,7 +31,9 @@ type Store interface {
 	ClaimMarks(ctx context.Context, marks []Mark) error
 
 	// Access returns the access token record stored under hash, or
-	// ErrNotFound.
+	// ErrNotFound. The record may be shared with other callers (a store
+	// may hand out one decoding of the same stored bytes): it must not be
+	// modified.
 	Access(ctx context.Context, hash string) (*AccessRecord, error)
 
 	// Refresh returns the refresh token record stored under hash, or

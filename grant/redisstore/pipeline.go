@@ -43,7 +43,7 @@ func (s *Store) startPipeline(c *redis.Client) error {
 // instead: the caller gets its answer, or grant.ErrUnavailable, within
 // dial + write + read timeout, the bound of a plain call. An abandoned
 // GET still runs; a read has no effect to undo.
-func (s *Store) pipelinedGet(ctx context.Context, key string) ([]byte, error) {
+func (s *Store) pipelinedGet(ctx context.Context, key string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.budget)
 	defer cancel()
 	cmd := redis.NewStringCmd(ctx, "get", key)
@@ -54,10 +54,10 @@ func (s *Store) pipelinedGet(ctx context.Context, key string) ([]byte, error) {
 	}
 	switch {
 	case errors.Is(err, redis.Nil):
-		return nil, grant.ErrNotFound
+		return "", grant.ErrNotFound
 	case err != nil:
-		return nil, unavailable(err)
+		return "", unavailable(err)
 	}
 	s.checkPolicy(ctx)
-	return []byte(cmd.Val()), nil
+	return cmd.Val(), nil
 }

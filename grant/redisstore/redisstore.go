@@ -101,6 +101,9 @@ type Store struct {
 	// ap, when set, carries Access's reads (Options.PipelineReads), each
 	// waited for at most budget.
 	ap *redis.AutoPipeliner
+	// decoded holds the access records Access decoded last, by their
+	// bytes.
+	decoded decoded
 }
 
 var _ grant.Store = (*Store)(nil)
@@ -212,19 +215,21 @@ func refreshExp(is *grant.Issuance) int64 {
 }
 
 // Access implements grant.Store.
+// The record is shared with other verifications of the same bytes (see
+// decoded): callers must not modify it.
 func (s *Store) Access(ctx context.Context, hash string) (*grant.AccessRecord, error) {
-	var b []byte
+	var v string
 	var err error
 	if s.ap != nil {
-		b, err = s.pipelinedGet(ctx, s.atKey(hash))
+		v, err = s.pipelinedGet(ctx, s.atKey(hash))
 	} else {
-		b, err = s.get(ctx, s.atKey(hash))
+		v, err = s.get(ctx, s.atKey(hash))
 	}
 	if err != nil {
 		return nil, err
 	}
-	rec := new(grant.AccessRecord)
-	if err := json.Unmarshal(b, rec); err != nil {
+	rec, err := s.decoded.access(v)
+	if err != nil {
 		return nil, fmt.Errorf("redisstore: malformed access record: %w", err)
 	}
 	return rec, nil
@@ -232,29 +237,29 @@ func (s *Store) Access(ctx context.Context, hash string) (*grant.AccessRecord, e
 
 // Refresh implements grant.Store.
 func (s *Store) Refresh(ctx context.Context, hash string) (*grant.RefreshRecord, error) {
-	b, err := s.get(ctx, s.rtKey(hash))
+	v, err := s.get(ctx, s.rtKey(hash))
 	if err != nil {
 		return nil, err
 	}
 	rec := new(grant.RefreshRecord)
-	if err := json.Unmarshal(b, rec); err != nil {
+	if err := json.Unmarshal([]byte(v), rec); err != nil {
 		return nil, fmt.Errorf("redisstore: malformed refresh record: %w", err)
 	}
 	return rec, nil
 }
 
-func (s *Store) get(ctx context.Context, key string) ([]byte, error) {
+func (s *Store) get(ctx context.Context, key string) (string, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	b, err := s.client().Get(ctx, key).Bytes()
+	v, err := s.client().Get(ctx, key).Result()
 	switch {
 	case errors.Is(err, redis.Nil):
-		return nil, grant.ErrNotFound
+		return "", grant.ErrNotFound
 	case err != nil:
-		return nil, unavailable(err)
+		return "", unavailable(err)
 	}
 	s.checkPolicy(ctx)
-	return b, nil
+	return v, nil
 }
 
 // RevokeAccess implements grant.Store. The key stays listed in its chain
