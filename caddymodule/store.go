@@ -219,11 +219,13 @@ type RedisStore struct {
 	// go-redis cannot keep it on a cluster, behind sentinels or on
 	// another database.
 	Cache int `json:"cache,omitempty"`
-	// PipelineReads sends jwt_grant_auth's reads through go-redis's
-	// autopipeline (experimental in go-redis), which writes the reads of
-	// concurrent requests to Redis together. A single node only, and not
-	// with Cache.
-	PipelineReads bool `json:"pipeline_reads,omitempty"`
+	// Pipeline sends the store's reads (jwt_grant_auth, introspection)
+	// and its writes of one script each (the token exchange, refresh)
+	// through go-redis's autopipeline (experimental in go-redis), which
+	// writes the commands of concurrent requests to Redis together so
+	// that they share a round trip. Writes with wait_replicas still go on
+	// their own, with their WAIT. A single node only, and not with Cache.
+	Pipeline bool `json:"pipeline,omitempty"`
 
 	store grant.Store
 	key   string
@@ -333,7 +335,7 @@ func (r *RedisStore) Provision(ctx caddy.Context) error {
 	r.key = "redis:" + hex.EncodeToString(sum[:])
 	sh, err := openShared(r.key, func() (grant.Store, error) {
 		return redisstore.New(uo, redisstore.Options{KeyPrefix: r.KeyPrefix, Logger: ctx.Logger(),
-			WaitReplicas: r.WaitReplicas, WaitTimeout: time.Duration(r.WaitTimeout), CacheEntries: r.Cache, PipelineReads: r.PipelineReads})
+			WaitReplicas: r.WaitReplicas, WaitTimeout: time.Duration(r.WaitTimeout), CacheEntries: r.Cache, Pipeline: r.Pipeline})
 	}, 0)
 	if err != nil {
 		return fmt.Errorf("%s: %w", r, err)
@@ -395,7 +397,7 @@ func (r *RedisStore) Cleanup() error {
 //		pool_size     <n>
 //		wait_replicas <n> [<timeout>]
 //		cache         <max_entries>
-//		pipeline_reads
+//		pipeline
 //	}
 func (r *RedisStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the module name
@@ -463,8 +465,8 @@ func (r *RedisStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = r.parseWaitReplicas(d)
 		case "cache":
 			r.Cache, err = intArg(d)
-		case "pipeline_reads":
-			r.PipelineReads = true
+		case "pipeline":
+			r.Pipeline = true
 			if d.NextArg() {
 				err = d.ArgErr()
 			}
@@ -484,7 +486,7 @@ func (r *RedisStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if err := r.checkCache(); err != nil {
 		return d.Err(err.Error())
 	}
-	if err := r.checkPipelineReads(); err != nil {
+	if err := r.checkPipeline(); err != nil {
 		return d.Err(err.Error())
 	}
 	if r.WaitReplicas > 0 && r.WaitTimeout > 0 && r.ReadTimeout > 0 && r.WaitTimeout >= r.ReadTimeout {
@@ -517,20 +519,20 @@ func (r *RedisStore) checkCache() error {
 	return nil
 }
 
-// checkPipelineReads refuses at adapt time pipelined reads the store
+// checkPipeline refuses at adapt time pipelined reads the store
 // would refuse at Provision: the store keeps one autopipeliner on a
 // single node's client, and the cache answers most reads without a
 // round trip to batch.
-func (r *RedisStore) checkPipelineReads() error {
+func (r *RedisStore) checkPipeline() error {
 	switch {
-	case !r.PipelineReads:
+	case !r.Pipeline:
 		return nil
 	case r.Sentinel != "":
-		return errors.New("store redis: pipeline_reads is not supported behind sentinels (a single node only)")
+		return errors.New("store redis: pipeline is not supported behind sentinels (a single node only)")
 	case len(r.Addresses) > 1 || (r.URL != "" && len(r.Addresses) > 0):
-		return errors.New("store redis: pipeline_reads is not supported on a cluster (a single node only)")
+		return errors.New("store redis: pipeline is not supported on a cluster (a single node only)")
 	case r.Cache > 0:
-		return errors.New("store redis: pipeline_reads and cache cannot be combined")
+		return errors.New("store redis: pipeline and cache cannot be combined")
 	}
 	return nil
 }

@@ -44,7 +44,7 @@ func BenchmarkAccess(b *testing.B) {
 		{"pipelined/parallel", 0, true, true},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			s, err := New(&redis.UniversalOptions{Addrs: []string{srv.Addr()}}, Options{CacheEntries: bc.cache, PipelineReads: bc.pipeline})
+			s, err := New(&redis.UniversalOptions{Addrs: []string{srv.Addr()}}, Options{CacheEntries: bc.cache, Pipeline: bc.pipeline})
 			if err != nil {
 				b.Fatal(err)
 			}

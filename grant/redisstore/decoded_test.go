@@ -26,7 +26,7 @@ func TestAccessDecodesSameBytesOnceAndSeesEveryChange(t *testing.T) {
 	}{
 		{"plain", Options{}},
 		{"cache", Options{CacheEntries: 100}},
-		{"pipeline_reads", Options{PipelineReads: true}},
+		{"pipeline", Options{Pipeline: true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newStore(t, &redis.UniversalOptions{Addrs: []string{srv.Addr()}}, tc.opts)

@@ -60,7 +60,11 @@ func (s *Store) tooFewReplicas(acks int64) error {
 // EVAL when the server does not know the script yet.
 func (s *Store) eval(ctx context.Context, script *redis.Script, keys []string, args ...any) (res any, acks int64, err error) {
 	if s.waitReplicas == 0 {
-		res, err = script.Run(ctx, s.client(), keys, args...).Result()
+		if s.ap != nil {
+			res, err = s.pipelinedEval(ctx, script, keys, args)
+		} else {
+			res, err = script.Run(ctx, s.client(), keys, args...).Result()
+		}
 		return res, -1, err
 	}
 	res, acks, err = s.evalAndWait(ctx, script.EvalSha, keys, args)

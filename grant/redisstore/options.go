@@ -52,10 +52,13 @@ type Options struct {
 	// already seen costs no round trip. A single node on db 0 over RESP3
 	// only.
 	CacheEntries int
-	// PipelineReads sends Access's reads through go-redis's
-	// autopipeline, which writes the reads of concurrent requests to
-	// Redis together. A single node only, and not with CacheEntries.
-	PipelineReads bool
+	// Pipeline sends the store's single-command calls — Access's reads
+	// and the scripts that issue, rotate and claim — through go-redis's
+	// autopipeline, which writes the commands of concurrent requests to
+	// Redis together, so that they share a round trip. Writes that wait
+	// for replicas (WaitReplicas) still go on their own, with their WAIT.
+	// A single node only, and not with CacheEntries.
+	Pipeline bool
 }
 
 // mode is how a Store reaches Redis, by the rules the README states: a

@@ -10,25 +10,25 @@ import (
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant"
 )
 
-// pipelineOptions checks that the store can send its reads through
+// pipelineOptions checks that the store can send its calls through
 // go-redis's autopipeline for uo: the store keeps one autopipeliner per
 // client, so a single node only (a sentinel-backed store replaces its
 // client on failover, a cluster routes by slot), and not with the cache,
 // which answers most reads without a round trip to batch.
 func pipelineOptions(uo *redis.UniversalOptions, opts Options) error {
 	switch {
-	case !opts.PipelineReads:
+	case !opts.Pipeline:
 		return nil
 	case mode(uo) != "single":
-		return fmt.Errorf("pipelined reads need a single Redis node, not a %s", mode(uo))
+		return fmt.Errorf("pipeline needs a single Redis node, not a %s", mode(uo))
 	case opts.CacheEntries > 0:
-		return errors.New("pipelined reads and the cache cannot be combined")
+		return errors.New("pipeline and the cache cannot be combined")
 	}
 	return nil
 }
 
 // startPipeline makes the autopipeliner of a single-node client: go-redis's
-// deferred face, ordered, one batch in flight at a time, so that the reads
+// deferred face, ordered, one batch in flight at a time, so that the commands
 // queued while a batch is in flight go out together as the next. It
 // dials nothing.
 func (s *Store) startPipeline(c *redis.Client) error {
@@ -60,4 +60,28 @@ func (s *Store) pipelinedGet(ctx context.Context, key string) (string, error) {
 	}
 	s.checkPolicy(ctx)
 	return cmd.Val(), nil
+}
+
+// pipelinedEval is script.Run through the autopipeline: EVALSHA, its
+// wait bounded as pipelinedGet's. When Redis does not know the script
+// (NOSCRIPT: a restarted or flushed server), it runs once as a plain
+// call, which loads it.
+func (s *Store) pipelinedEval(ctx context.Context, script *redis.Script, keys []string, args []any) (any, error) {
+	bounded, cancel := context.WithTimeout(ctx, s.budget)
+	defer cancel()
+	a := make([]any, 0, 3+len(keys)+len(args))
+	a = append(a, "evalsha", script.Hash(), len(keys))
+	for _, k := range keys {
+		a = append(a, k)
+	}
+	a = append(a, args...)
+	cmd := redis.NewCmd(bounded, a...)
+	err := s.ap.Submit(bounded, cmd).WaitContext(bounded)
+	if err == nil || errors.Is(err, redis.Nil) {
+		err = cmd.Err()
+	}
+	if redis.HasErrorPrefix(err, "NOSCRIPT") {
+		return script.Run(ctx, s.client(), keys, args...).Result()
+	}
+	return cmd.Val(), err
 }

@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"net"
 	"slices"
@@ -17,24 +18,24 @@ import (
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/internal/testredis"
 )
 
-func TestConformancePipelinedReads(t *testing.T) {
+func TestConformancePipelined(t *testing.T) {
 	t.Parallel()
 	srv := testredis.Start(t)
 	storetest.Run(t, func(t *testing.T) grant.Store {
-		return newStore(t, &redis.UniversalOptions{Addrs: []string{srv.Addr()}}, Options{PipelineReads: true})
+		return newStore(t, &redis.UniversalOptions{Addrs: []string{srv.Addr()}}, Options{Pipeline: true})
 	})
 }
 
-func TestPipelinedReadsAreRefusedWhereTheyCannotWork(t *testing.T) {
+func TestPipelineIsRefusedWhereItCannotWork(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		uo   redis.UniversalOptions
 		opts Options
 		want string
 	}{
-		{"a cluster", redis.UniversalOptions{Addrs: []string{"127.0.0.1:7000", "127.0.0.1:7001"}}, Options{PipelineReads: true}, "not a cluster"},
-		{"sentinels", redis.UniversalOptions{Addrs: []string{"127.0.0.1:26379"}, MasterName: "m"}, Options{PipelineReads: true}, "not a sentinel"},
-		{"with the cache", redis.UniversalOptions{Addrs: []string{"127.0.0.1:7000"}}, Options{PipelineReads: true, CacheEntries: 10}, "cache"},
+		{"a cluster", redis.UniversalOptions{Addrs: []string{"127.0.0.1:7000", "127.0.0.1:7001"}}, Options{Pipeline: true}, "not a cluster"},
+		{"sentinels", redis.UniversalOptions{Addrs: []string{"127.0.0.1:26379"}, MasterName: "m"}, Options{Pipeline: true}, "not a sentinel"},
+		{"with the cache", redis.UniversalOptions{Addrs: []string{"127.0.0.1:7000"}}, Options{Pipeline: true, CacheEntries: 10}, "cache"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, err := New(&tc.uo, tc.opts)
@@ -54,7 +55,7 @@ func TestPipelinedReadsAreRefusedWhereTheyCannotWork(t *testing.T) {
 func TestPipelinedReadIsOneGETAndSeesRevocationsAtOnce(t *testing.T) {
 	t.Parallel()
 	srv := testredis.Start(t)
-	s := newStore(t, &redis.UniversalOptions{Addrs: []string{srv.Addr()}}, Options{PipelineReads: true})
+	s := newStore(t, &redis.UniversalOptions{Addrs: []string{srv.Addr()}}, Options{Pipeline: true})
 	ctx := t.Context()
 	a, b := issuance("", time.Hour), issuance("", time.Hour)
 	for _, is := range []*grant.Issuance{a, b} {
@@ -112,7 +113,7 @@ func TestPipelinedReadQueuedBehindAStuckBatchIsBounded(t *testing.T) {
 	uo := &redis.UniversalOptions{Addrs: []string{srv.Addr()},
 		DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout}
 	// s is read through; bare's autopipeliner is used directly.
-	s, bare := newStore(t, uo, Options{PipelineReads: true}), newStore(t, uo, Options{PipelineReads: true})
+	s, bare := newStore(t, uo, Options{Pipeline: true}), newStore(t, uo, Options{Pipeline: true})
 	is := issuance("", time.Hour)
 	if err := s.Issue(t.Context(), is); err != nil {
 		t.Fatalf("Issue: %v", err)
@@ -197,7 +198,7 @@ func TestPipelinedReadQueuedBehindAStuckBatchIsBounded(t *testing.T) {
 
 // New with pipelined reads dials nothing either, and a read with nothing
 // listening is ErrUnavailable.
-func TestPipelinedReadsNewDoesNoNetworkIO(t *testing.T) {
+func TestPipelineNewDoesNoNetworkIO(t *testing.T) {
 	t.Parallel()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -206,7 +207,7 @@ func TestPipelinedReadsNewDoesNoNetworkIO(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 	start := time.Now()
-	s := newStore(t, &redis.UniversalOptions{Addrs: []string{addr}}, Options{PipelineReads: true})
+	s := newStore(t, &redis.UniversalOptions{Addrs: []string{addr}}, Options{Pipeline: true})
 	if d := time.Since(start); d > 100*time.Millisecond {
 		t.Errorf("New took %v", d)
 	}
@@ -216,10 +217,10 @@ func TestPipelinedReadsNewDoesNoNetworkIO(t *testing.T) {
 }
 
 // The autopipeline's own connections select the store's database too.
-func TestPipelinedReadsReadTheStoresDatabase(t *testing.T) {
+func TestPipelineReadsTheStoresDatabase(t *testing.T) {
 	t.Parallel()
 	srv := testredis.Start(t)
-	s := newStore(t, &redis.UniversalOptions{Addrs: []string{srv.Addr()}, DB: 3}, Options{PipelineReads: true})
+	s := newStore(t, &redis.UniversalOptions{Addrs: []string{srv.Addr()}, DB: 3}, Options{Pipeline: true})
 	is := issuance("", time.Hour)
 	if err := s.Issue(t.Context(), is); err != nil {
 		t.Fatalf("Issue: %v", err)
@@ -229,5 +230,81 @@ func TestPipelinedReadsReadTheStoresDatabase(t *testing.T) {
 	}
 	if n, err := srv.Do("EXISTS", s.atKey(is.AccessHash)); err != nil || n != "0" {
 		t.Fatalf("the record is on db 0 too (EXISTS = %q, %v)", n, err)
+	}
+}
+
+// Pipelined writes are one script call each, as plain ones: concurrent
+// grants send exactly one EVALSHA apiece; a script Redis has forgotten
+// (SCRIPT FLUSH, a restart) is loaded again by the next write; and a
+// write queued behind a stuck batch ends in ErrUnavailable within the
+// store's bound, as a read does.
+func TestPipelinedWritesAreOneScriptEachAndBounded(t *testing.T) {
+	t.Parallel()
+	srv := testredis.Start(t)
+	const timeout = 200 * time.Millisecond
+	budget := 3 * timeout // dial + write + read
+	uo := &redis.UniversalOptions{Addrs: []string{srv.Addr()},
+		DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout}
+	s := newStore(t, uo, Options{Pipeline: true})
+	ctx := t.Context()
+	// The first write finds no script (NOSCRIPT) and loads it.
+	if err := s.Issue(ctx, issuance(rand.Text(), time.Hour)); err != nil {
+		t.Fatalf("first Issue: %v", err)
+	}
+	if _, err := srv.Do("CONFIG", "RESETSTAT"); err != nil {
+		t.Fatal(err)
+	}
+	const n = 20
+	grants := make([]*grant.Issuance, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		grants[i] = issuance(rand.Text(), time.Hour)
+		wg.Go(func() {
+			if err := s.Issue(ctx, grants[i]); err != nil {
+				t.Errorf("Issue: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	// commandstats counts the script's own commands too; the calls
+	// from the store are the EVALSHAs.
+	if got := srv.CommandCalls(t); got["evalsha"] != n || got["eval"] != 0 {
+		t.Fatalf("%d concurrent pipelined grants ran %v; want exactly %d EVALSHA and no EVAL", n, got, n)
+	}
+	for _, is := range grants {
+		if _, err := s.Access(ctx, is.AccessHash); err != nil {
+			t.Fatalf("Access of a pipelined grant: %v", err)
+		}
+	}
+
+	if _, err := srv.Do("SCRIPT", "FLUSH"); err != nil {
+		t.Fatal(err)
+	}
+	is := issuance(rand.Text(), time.Hour)
+	if err := s.Issue(ctx, is); err != nil {
+		t.Fatalf("Issue after SCRIPT FLUSH: %v", err)
+	}
+	if _, err := s.Access(ctx, is.AccessHash); err != nil {
+		t.Fatalf("Access of the grant after SCRIPT FLUSH: %v", err)
+	}
+
+	srv.Pause()
+	t.Cleanup(srv.Resume)
+	took := make([]time.Duration, 8)
+	for i := range took {
+		wg.Go(func() {
+			start := time.Now()
+			err := s.Issue(ctx, issuance(rand.Text(), time.Hour))
+			took[i] = time.Since(start)
+			if !errors.Is(err, grant.ErrUnavailable) {
+				t.Errorf("Issue on a paused Redis: %v; want ErrUnavailable", err)
+			}
+		})
+	}
+	wg.Wait()
+	worst := slices.Max(took)
+	t.Logf("the slowest of %d pipelined writes on a paused Redis failed after %v (bound %v)", len(took), worst.Round(time.Millisecond), budget)
+	if worst > 3*budget {
+		t.Errorf("a pipelined write queued behind a stuck batch took %v; want at most %v", worst, 3*budget)
 	}
 }

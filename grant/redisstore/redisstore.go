@@ -98,8 +98,8 @@ type Store struct {
 	// write + read timeout of the client's options as the client
 	// completed them (callBudget).
 	budget time.Duration
-	// ap, when set, carries Access's reads (Options.PipelineReads), each
-	// waited for at most budget.
+	// ap, when set, carries Access's reads and eval's scripts
+	// (Options.Pipeline), each waited for at most budget.
 	ap *redis.AutoPipeliner
 	// decoded holds the access records Access decoded last, by their
 	// bytes.
@@ -149,7 +149,7 @@ func New(uo *redis.UniversalOptions, opts Options) (*Store, error) {
 	default:
 		c := redis.NewClient(uo.Simple())
 		s.c, s.budget = c, callBudget(c.Options())
-		if opts.PipelineReads {
+		if opts.Pipeline {
 			if err := s.startPipeline(c); err != nil {
 				_ = c.Close()
 				return nil, fmt.Errorf("redisstore: %w", err)

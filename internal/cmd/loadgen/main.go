@@ -177,12 +177,12 @@ func run(c config) error {
 	}
 	defer redisSrv.stop()
 
-	ports, err := freePorts(3)
+	ports, err := freePorts(4)
 	if err != nil {
 		return err
 	}
-	admin, memSite, redisSite := ports[0], ports[1], ports[2]
-	caddyfile := buildCaddyfile(admin, memSite, redisSite, redisSrv.port, string(hash))
+	admin, memSite, redisSite, pipeSite := ports[0], ports[1], ports[2], ports[3]
+	caddyfile := buildCaddyfile(admin, memSite, redisSite, pipeSite, redisSrv.port, string(hash))
 	if err := os.WriteFile(filepath.Join(dir, "Caddyfile"), []byte(caddyfile), 0o600); err != nil {
 		return err
 	}
@@ -202,11 +202,12 @@ func run(c config) error {
 
 	mem := fmt.Sprintf("http://127.0.0.1:%d", memSite)
 	red := fmt.Sprintf("http://127.0.0.1:%d", redisSite)
+	pipe := fmt.Sprintf("http://127.0.0.1:%d", pipeSite)
 	basic := "Basic " + basicValue("bench", secret)
 	// Each site pays the secret's hash once, and gives the token that
 	// jwt_grant_auth is measured with.
 	tokens := map[string]string{}
-	for site, base := range map[string]string{"memory": mem, "redis": red} {
+	for site, base := range map[string]string{"memory": mem, "redis": red, "redis, pipeline": pipe} {
 		tok, err := exchangeOnce(base, basic, signed["RS256"][0])
 		if err != nil {
 			return fmt.Errorf("%s site: %w", site, err)
@@ -223,9 +224,10 @@ func run(c config) error {
 	if err != nil {
 		return fmt.Errorf("dpop token: %w", err)
 	}
-	// Both sites took the first RS256 assertion (each store keeps its own
-	// replay marks), the Redis site the first EdDSA one too; the measured
-	// runs start after them.
+	// Every site took the first RS256 assertion (each store keeps its own
+	// replay marks: the pipelined site has a key prefix of its own), the
+	// Redis site the first EdDSA one too; the measured runs start after
+	// them.
 	for _, alg := range algorithms {
 		signed[alg] = signed[alg][1:]
 	}
@@ -240,10 +242,11 @@ func run(c config) error {
 		}
 	}
 	scenarios = append(scenarios,
+		scenario{name: "exchange RS256 redis, pipeline", post: pipe + "/oauth2/token", auth: basic, bodies: signed["RS256"]},
 		scenario{name: "jwt_grant_auth memory", get: mem + "/auth", bearer: tokens["memory"]},
 		scenario{name: "jwt_grant_auth redis", get: red + "/auth", bearer: tokens["redis"]},
 		scenario{name: "jwt_grant_auth redis, cache", get: red + "/auth-cached", bearer: tokens["redis"]},
-		scenario{name: "jwt_grant_auth redis, pipeline_reads", get: red + "/auth-pipelined", bearer: tokens["redis"]},
+		scenario{name: "jwt_grant_auth redis, pipeline", get: pipe + "/auth", bearer: tokens["redis, pipeline"]},
 		scenario{name: "jwt_grant_auth redis, DPoP", get: red + "/auth", bearer: dpopToken,
 			prepare: func(s *scenario) (err error) {
 				s.dpop, err = dpop.proofs(2*c.assertions, s.get, s.bearer)
@@ -293,10 +296,11 @@ func run(c config) error {
 }
 
 // buildCaddyfile serves the scenarios: the memory store's site with the
-// bare respond route, and the Redis store's site with jwt_grant_auth
-// with and without the local cache. Logs below WARN are off: a log line
-// per request would measure the terminal.
-func buildCaddyfile(admin, memSite, redisSite, redisPort int, hash string) string {
+// bare respond route, the Redis store's site with jwt_grant_auth with and
+// without the local cache, and a site whose Redis store pipelines (its
+// own key prefix, so that it takes the same assertions). Logs below WARN
+// are off: a log line per request would measure the terminal.
+func buildCaddyfile(admin, memSite, redisSite, pipeSite, redisPort int, hash string) string {
 	var issuers strings.Builder
 	for _, alg := range algorithms {
 		fmt.Fprintf(&issuers, "\t\ttrusted_issuer %s {\n\t\t\tissuer %s-issuer\n\t\t\tcertificate %s.pem\n\t\t}\n", alg, alg, alg)
@@ -331,8 +335,8 @@ func buildCaddyfile(admin, memSite, redisSite, redisPort int, hash string) strin
 	}
 }
 `, admin) + site(memSite, "memory", "\troute /respond {\n\t\trespond \"ok\"\n\t}\n") +
-		site(redisSite, "redis "+redisURL, fmt.Sprintf("\troute /auth-cached {\n\t\tjwt_grant_auth {\n\t\t\tstore redis %s {\n\t\t\t\tcache 100000\n\t\t\t}\n\t\t}\n\t\trespond \"ok\"\n\t}\n", redisURL)+
-			fmt.Sprintf("\troute /auth-pipelined {\n\t\tjwt_grant_auth {\n\t\t\tstore redis %s {\n\t\t\t\tpipeline_reads\n\t\t\t}\n\t\t}\n\t\trespond \"ok\"\n\t}\n", redisURL))
+		site(redisSite, "redis "+redisURL, fmt.Sprintf("\troute /auth-cached {\n\t\tjwt_grant_auth {\n\t\t\tstore redis %s {\n\t\t\t\tcache 100000\n\t\t\t}\n\t\t}\n\t\trespond \"ok\"\n\t}\n", redisURL)) +
+		site(pipeSite, "redis "+redisURL+" {\n\t\t\t\tpipeline\n\t\t\t\tkey_prefix pipelined:\n\t\t\t}", "")
 }
 
 // signAssertions signs n assertions with their own jti, on every core.
