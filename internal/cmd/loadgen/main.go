@@ -69,6 +69,9 @@ type config struct {
 	// between runs.
 	only    string
 	reverse bool
+	// redisPID is the redis-server whose CPU time the results show
+	// beside Caddy's (0: none).
+	redisPID int
 }
 
 func main() {
@@ -176,6 +179,7 @@ func run(c config) error {
 		return err
 	}
 	defer redisSrv.stop()
+	c.redisPID = redisSrv.pid
 
 	ports, err := freePorts(4)
 	if err != nil {

@@ -36,12 +36,16 @@ type scenario struct {
 
 // result is what one scenario measured.
 type result struct {
-	name      string
-	ok, fail  int
-	elapsed   time.Duration
-	cpu       time.Duration // Caddy's user+system time during the run
-	latencies []time.Duration
-	exhausted bool // the bodies ran out before the time did
+	name     string
+	ok, fail int
+	elapsed  time.Duration
+	cpu      time.Duration // Caddy's user+system time during the run
+	// redisCPU and genCPU are redis-server's (when config.redisPID is
+	// set) and the load generator's own user+system time during the run:
+	// they share the cores with Caddy.
+	redisCPU, genCPU time.Duration
+	latencies        []time.Duration
+	exhausted        bool // the bodies ran out before the time did
 }
 
 func (r result) rate() float64 { return float64(r.ok) / r.elapsed.Seconds() }
@@ -71,6 +75,7 @@ func (s scenario) run(c config, pid int) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
+	redis0, gen0 := otherCPU(c.redisPID), otherCPU(os.Getpid())
 	start := time.Now()
 	deadline := start.Add(c.duration)
 	for w := range c.clients {
@@ -125,7 +130,8 @@ func (s scenario) run(c config, pid int) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	r := result{name: s.name, fail: int(fail.Load()), elapsed: elapsed, cpu: cpu1 - cpu0, exhausted: exhausted.Load()}
+	r := result{name: s.name, fail: int(fail.Load()), elapsed: elapsed, cpu: cpu1 - cpu0, exhausted: exhausted.Load(),
+		redisCPU: otherCPU(c.redisPID) - redis0, genCPU: otherCPU(os.Getpid()) - gen0}
 	for _, l := range lat {
 		r.latencies = append(r.latencies, l...)
 	}
@@ -245,22 +251,18 @@ func formatTable(rs []result) string {
 		}
 	}
 	var sb strings.Builder
-	sb.WriteString("\n| scenario | req/s | p50 | p99 | Caddy CPU/req | × respond | failed |\n")
-	sb.WriteString("|---|---:|---:|---:|---:|---:|---:|\n")
+	sb.WriteString("\n| scenario | req/s | p50 | p99 | Caddy CPU/req | × respond | failed | Redis CPU/req | load generator CPU/req |\n")
+	sb.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range rs {
-		sb.WriteString(r.row(base))
+		sb.WriteString(r.row(base, ms(r.perRequest(r.redisCPU)), ms(r.perRequest(r.genCPU))))
 	}
 	return sb.String()
 }
 
 // row is r as a line of a results table: rate, p50, p99, Caddy CPU per
-// request, the rate over base ("–" without one) and failures.
-func (r result) row(base float64) string {
-	n := r.ok + r.fail
-	perReq := time.Duration(0)
-	if n > 0 {
-		perReq = r.cpu / time.Duration(n)
-	}
+// request, the rate over base ("–" without one) and failures, then the
+// cells of more.
+func (r result) row(base float64, more ...string) string {
 	ratio := "–"
 	if base > 0 {
 		ratio = fmt.Sprintf("%.2f", r.rate()/base)
@@ -269,8 +271,30 @@ func (r result) row(base float64) string {
 	if r.exhausted {
 		name += " (assertions used up)"
 	}
-	return fmt.Sprintf("| %s | %.0f | %s | %s | %s | %s | %d |\n", name, r.rate(),
-		ms(r.percentile(0.50)), ms(r.percentile(0.99)), ms(perReq), ratio, r.fail)
+	var extra strings.Builder
+	for _, m := range more {
+		extra.WriteString(" " + m + " |")
+	}
+	return fmt.Sprintf("| %s | %.0f | %s | %s | %s | %s | %d |%s\n", name, r.rate(),
+		ms(r.percentile(0.50)), ms(r.percentile(0.99)), ms(r.perRequest(r.cpu)), ratio, r.fail, extra.String())
+}
+
+// perRequest is cpu divided by the requests of the run.
+func (r result) perRequest(cpu time.Duration) time.Duration {
+	if n := r.ok + r.fail; n > 0 {
+		return cpu / time.Duration(n)
+	}
+	return 0
+}
+
+// otherCPU is processCPU for a process that may be absent (pid 0): zero
+// then, or when it cannot be read.
+func otherCPU(pid int) time.Duration {
+	if pid == 0 {
+		return 0
+	}
+	d, _ := processCPU(pid)
+	return d
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/float64(time.Millisecond)) }
