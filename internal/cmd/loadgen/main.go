@@ -91,6 +91,13 @@ func main() {
 	flag.BoolVar(&c.scale, "scale", false, "measure how cost grows with issuers, clients and live tokens, and RESP2 against RESP3, instead (sections scale, live and resp of -out)")
 	flag.IntVar(&c.live, "live", 1_000_000, "with -scale: the live tokens each store is filled with")
 	flag.DurationVar(&c.fillTimeout, "fill-timeout", 10*time.Minute, "with -scale: the longest the memory store is filled for; RSS is extrapolated beyond")
+	flag.Func("caddy-env", "KEY=VALUE added to Caddy's environment only, e.g. GOGC=400 (repeatable; the row labels do not show it, -note should)", func(v string) error {
+		if !strings.Contains(v, "=") {
+			return errors.New("want KEY=VALUE")
+		}
+		caddyEnv = append(caddyEnv, v)
+		return nil
+	})
 	parts := flag.String("parts", "exchange,live,resp", "with -scale: the parts to run (exchange: issuers, clients and config load; live: live tokens and RSS; resp: RESP2 against RESP3)")
 	flag.Parse()
 	c.parts = map[string]bool{}
@@ -496,10 +503,15 @@ func ping(port int) error {
 
 // startCaddy runs Caddy on the Caddyfile in dir, with its data and config
 // directories there too, and waits until ready answers 200.
+// caddyEnv is what -caddy-env adds to the environment of every Caddy
+// started.
+var caddyEnv []string
+
 func startCaddy(binary, dir, ready string) (*process, error) {
 	cmd := exec.Command(binary, "run", "--config", "Caddyfile", "--adapter", "caddyfile")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
+	cmd.Env = append(cmd.Env, caddyEnv...)
 	logFile := filepath.Join(dir, "caddy.log")
 	p, err := launch(cmd, logFile)
 	if err != nil {
