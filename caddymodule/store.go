@@ -223,7 +223,8 @@ type RedisStore struct {
 	// and its writes of one script each (the token exchange, refresh)
 	// through go-redis's autopipeline (experimental in go-redis), which
 	// writes the commands of concurrent requests to Redis together so
-	// that they share a round trip. Writes with wait_replicas still go on
+	// that they share a round trip (a call with no other in flight goes
+	// plain). Writes with wait_replicas still go on
 	// their own, with their WAIT. A single node only, and not with Cache.
 	Pipeline bool `json:"pipeline,omitempty"`
 

@@ -60,10 +60,12 @@ func (s *Store) tooFewReplicas(acks int64) error {
 // EVAL when the server does not know the script yet.
 func (s *Store) eval(ctx context.Context, script *redis.Script, keys []string, args ...any) (res any, acks int64, err error) {
 	if s.waitReplicas == 0 {
-		if s.ap != nil {
+		if done, ok := s.pipelining(); ok {
 			res, err = s.pipelinedEval(ctx, script, keys, args)
+			done()
 		} else {
 			res, err = script.Run(ctx, s.client(), keys, args...).Result()
+			done()
 		}
 		return res, -1, err
 	}

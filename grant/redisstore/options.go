@@ -55,7 +55,8 @@ type Options struct {
 	// Pipeline sends the store's single-command calls — Access's reads
 	// and the scripts that issue, rotate and claim — through go-redis's
 	// autopipeline, which writes the commands of concurrent requests to
-	// Redis together, so that they share a round trip. Writes that wait
+	// Redis together, so that they share a round trip; a call with no
+	// other in flight goes as a plain command. Writes that wait
 	// for replicas (WaitReplicas) still go on their own, with their WAIT.
 	// A single node only, and not with CacheEntries.
 	Pipeline bool

@@ -99,8 +99,10 @@ type Store struct {
 	// completed them (callBudget).
 	budget time.Duration
 	// ap, when set, carries Access's reads and eval's scripts
-	// (Options.Pipeline), each waited for at most budget.
-	ap *redis.AutoPipeliner
+	// (Options.Pipeline), each waited for at most budget, while other
+	// calls are in flight (calls counts them; see pipelining).
+	ap    *redis.AutoPipeliner
+	calls atomic.Int32
 	// decoded holds the access records Access decoded last, by their
 	// bytes.
 	decoded decoded
@@ -220,10 +222,12 @@ func refreshExp(is *grant.Issuance) int64 {
 func (s *Store) Access(ctx context.Context, hash string) (*grant.AccessRecord, error) {
 	var v string
 	var err error
-	if s.ap != nil {
+	if done, ok := s.pipelining(); ok {
 		v, err = s.pipelinedGet(ctx, s.atKey(hash))
+		done()
 	} else {
 		v, err = s.get(ctx, s.atKey(hash))
+		done()
 	}
 	if err != nil {
 		return nil, err
