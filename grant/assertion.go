@@ -9,9 +9,7 @@ package grant
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"slices"
@@ -422,11 +420,11 @@ func (t *signedJWT) copyClaims(names []string) map[string]json.RawMessage {
 // (SPEC §3.1 check 10), while a client id names a different client in
 // each tenant.
 func replayMarkKey(namespace, tenant, issuer, jti string) string {
-	h := sha256.New()
-	var n [8]byte
-	for _, part := range [...]string{namespace, tenant, issuer, jti} {
-		h.Write(binary.LittleEndian.AppendUint64(n[:0], uint64(len(part))))
-		h.Write([]byte(part))
-	}
-	return hex.EncodeToString(h.Sum(nil))
+	return sha256Hex(func(b []byte) []byte {
+		for _, part := range [...]string{namespace, tenant, issuer, jti} {
+			b = binary.LittleEndian.AppendUint64(b, uint64(len(part)))
+			b = append(b, part...)
+		}
+		return b
+	})
 }

@@ -12,6 +12,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"strings"
 	"sync"
@@ -357,6 +358,28 @@ func TestReplayMarkKeySeparatesNamespacesAndTenants(t *testing.T) {
 			t.Fatalf("collision on %s", k)
 		}
 		keys[k] = true
+	}
+}
+
+// Store keys are persisted: the replay mark key and the token hash keep
+// their spelling (known answers: SHA-256 of the length-prefixed parts,
+// and of the token), including an input longer than the pooled scratch
+// space.
+func TestStoreKeysKnownAnswers(t *testing.T) {
+	for _, tc := range []struct{ got, want string }{
+		{replayMarkKey("grant", "", "https://idp", "jti-1"), "ad2a2b4f652faf32f3fdb4099157a06bd53c98fe67a556a81daf160264a9ac1c"},
+		{replayMarkKey("client", "t", "c:1", strings.Repeat("x", 300)), "a81d8f0bd1299c4e5125c7019770484f5903b2c182c61d79202832f852dc83f2"},
+		{HashToken("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("got %s, want %s", tc.got, tc.want)
+		}
+	}
+	long := strings.Repeat("t", 2*maxPooledHashInput)
+	for range 2 {
+		if got, want := HashToken(long), sha256.Sum256([]byte(long)); got != hex.EncodeToString(want[:]) {
+			t.Errorf("hash of a long token: %s", got)
+		}
 	}
 }
 
