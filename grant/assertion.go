@@ -66,6 +66,11 @@ type signedJWT struct {
 	claims map[string]json.RawMessage
 	// iss is the unverified iss claim, "" when absent or not a string.
 	iss string
+	// str and date are what stringClaim and dateClaim decode into:
+	// fields of a token already on the heap, where a variable per claim
+	// would be one allocation more per decode.
+	str  string
+	date josejwt.NumericDate
 }
 
 // failFunc builds the answer to a failed check: invalidGrant for a grant
@@ -273,17 +278,31 @@ func checkSubject(t *signedJWT, subjects []string, fail failFunc) (string, *Erro
 // checkAudience is check 5: aud, a string or an array of strings, names
 // this server (issuer_url or the token endpoint URL) or one of aliases.
 func checkAudience(t *signedJWT, audiences, aliases []string, fail failFunc) *Error {
+	names := func(a string) bool {
+		return a != "" && (slices.Contains(audiences, a) || slices.Contains(aliases, a))
+	}
+	raw, ok := t.claim("aud")
+	if !ok {
+		return fail("missing_aud", "aud is missing")
+	}
+	// A single audience, the usual form, is decoded as the string it is:
+	// josejwt.Audience would decode it into an interface{} and wrap it in
+	// a slice, and the string it finds is the same.
+	if len(raw) > 0 && raw[0] == '"' {
+		if a, _, ok := t.stringClaim("aud"); ok && names(a) {
+			return nil
+		}
+		return fail("bad_aud", "audience does not name this server")
+	}
 	var aud josejwt.Audience
-	if raw, ok := t.claim("aud"); ok && json.Unmarshal(raw, &aud) != nil {
+	if json.Unmarshal(raw, &aud) != nil {
 		return fail("bad_aud", "audience does not name this server")
 	}
 	if len(aud) == 0 {
 		return fail("missing_aud", "aud is missing")
 	}
-	for _, a := range aud {
-		if a != "" && (slices.Contains(audiences, a) || slices.Contains(aliases, a)) {
-			return nil
-		}
+	if slices.ContainsFunc(aud, names) {
+		return nil
 	}
 	return fail("bad_aud", "audience does not name this server")
 }
@@ -381,7 +400,9 @@ func (t *signedJWT) stringClaim(name string) (value string, present, ok bool) {
 	if !present {
 		return "", false, true
 	}
-	return value, true, json.Unmarshal(raw, &value) == nil
+	t.str = ""
+	ok = json.Unmarshal(raw, &t.str) == nil
+	return t.str, true, ok
 }
 
 // dateClaim reads a NumericDate with go-jose's semantics: a JSON number
@@ -393,11 +414,11 @@ func (t *signedJWT) dateClaim(name string) (value time.Time, present, ok bool) {
 	if !present {
 		return time.Time{}, false, true
 	}
-	var d josejwt.NumericDate
-	if json.Unmarshal(raw, &d) != nil {
+	t.date = 0
+	if json.Unmarshal(raw, &t.date) != nil {
 		return time.Time{}, true, false
 	}
-	return d.Time(), true, true
+	return t.date.Time(), true, true
 }
 
 // copyClaims returns the named claims that the assertion carries.

@@ -14,12 +14,14 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+	josejwt "github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/keys"
 )
@@ -379,6 +381,47 @@ func TestStoreKeysKnownAnswers(t *testing.T) {
 	for range 2 {
 		if got, want := HashToken(long), sha256.Sum256([]byte(long)); got != hex.EncodeToString(want[:]) {
 			t.Errorf("hash of a long token: %s", got)
+		}
+	}
+}
+
+// checkAudience answers as josejwt.Audience's reading of aud would,
+// whichever form aud takes: its single-string shortcut included.
+func TestCheckAudienceAgreesWithJoseAudience(t *testing.T) {
+	aliases := []string{"urn:alias", "caf\u00e9"}
+	reference := func(raw json.RawMessage, present bool) string {
+		var aud josejwt.Audience
+		if present && json.Unmarshal(raw, &aud) != nil {
+			return "bad_aud"
+		}
+		if len(aud) == 0 {
+			return "missing_aud"
+		}
+		for _, a := range aud {
+			if a != "" && (slices.Contains(testAudiences, a) || slices.Contains(aliases, a)) {
+				return ""
+			}
+		}
+		return "bad_aud"
+	}
+	for _, raw := range []string{
+		`"https://as.example"`, `"https:\/\/as.example\/oauth2\/token"`, `"\u0068ttps://as.example"`,
+		`"urn:alias"`, `"caf\\u00e9"`, `"café"`, `"elsewhere"`, `""`, `"\u0000"`, "\"https://as.example\xff\"",
+		`["https://as.example"]`, `["x","urn:alias"]`, `[]`, `[""]`, `["urn:alias",null]`, `["urn:alias",1]`,
+		`[["urn:alias"]]`, `1`, `true`, `{}`, `{"a":"urn:alias"}`, `null`, "",
+	} {
+		claims := map[string]json.RawMessage{}
+		if raw != "" {
+			claims["aud"] = json.RawMessage(raw)
+		}
+		tok := &signedJWT{claims: claims}
+		_, present := tok.claim("aud")
+		got := ""
+		if oerr := checkAudience(tok, testAudiences, aliases, assertionError); oerr != nil {
+			got = oerr.Reason
+		}
+		if want := reference(claims["aud"], present); got != want {
+			t.Errorf("aud %s: %q, want %q", raw, got, want)
 		}
 	}
 }
