@@ -1,6 +1,7 @@
 package grant
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -252,25 +253,48 @@ func methodNotAllowed(w http.ResponseWriter, allow string) {
 	writeError(w, newError(CodeInvalidRequest, http.StatusMethodNotAllowed, "bad_method", "method not allowed"), "")
 }
 
-// noStore marks a response as uncacheable (RFC 6749 §5.1).
-func noStore(h http.Header) {
-	h.Set("Cache-Control", "no-store")
-	h.Set("Pragma", "no-cache")
+// setJSONHeaders marks a response as uncacheable (RFC 6749 §5.1) and
+// sets a JSON body's type and length, as Header.Set would (the keys are canonical), from one array
+// where Set makes a slice per value. Each slice's capacity ends at its
+// value, so that an append by a later handler copies it rather than
+// overwrites the next header's value.
+func setJSONHeaders(h http.Header, length int) {
+	v := &[4]string{"no-store", "no-cache", "application/json; charset=utf-8", strconv.Itoa(length)}
+	h["Cache-Control"] = v[0:1:1]
+	h["Pragma"] = v[1:2:2]
+	h["Content-Type"] = v[2:3:3]
+	h["Content-Length"] = v[3:4:4]
 }
 
-// writeJSON answers v as JSON with the no-store headers.
+// writeJSON answers v as JSON with the no-store headers. The body is
+// encoded into a pooled buffer, wiped before reuse as it holds tokens;
+// ResponseWriter.Write keeps no reference to it (io.Writer's contract).
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	body, err := json.Marshal(v)
-	if err != nil {
+	buf := jsonBuffers.Get().(*bytes.Buffer)
+	defer putJSONBuffer(buf)
+	// Encode writes what Marshal returns and a newline.
+	if err := json.NewEncoder(buf).Encode(v); err != nil {
 		writeError(w, newError(CodeServerError, http.StatusInternalServerError, "encode", "response could not be encoded"), "")
 		return
 	}
-	h := w.Header()
-	noStore(h)
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("Content-Length", strconv.Itoa(len(body)))
+	body := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	setJSONHeaders(w.Header(), len(body))
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
+}
+
+var jsonBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledJSON bounds the buffers kept in jsonBuffers.
+const maxPooledJSON = 16 << 10
+
+func putJSONBuffer(buf *bytes.Buffer) {
+	clear(buf.Bytes())
+	if buf.Cap() > maxPooledJSON {
+		return
+	}
+	buf.Reset()
+	jsonBuffers.Put(buf)
 }
 
 type errorBody struct {
@@ -289,9 +313,7 @@ func writeError(w http.ResponseWriter, e *Error, realm string) {
 		h.Set("Retry-After", strconv.Itoa(e.RetryAfter))
 	}
 	body, _ := json.Marshal(errorBody{Error: e.Code, Description: e.Description})
-	noStore(h)
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("Content-Length", strconv.Itoa(len(body)))
+	setJSONHeaders(h, len(body))
 	w.WriteHeader(e.Status)
 	_, _ = w.Write(body)
 }
