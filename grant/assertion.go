@@ -45,8 +45,10 @@ type verifiedAssertion struct {
 	HasScope bool
 	// Claims are the issuer's configured claims copied from the assertion.
 	Claims map[string]json.RawMessage
-	// Mark is the replay record to claim; nil when the assertion has no jti.
-	Mark *Mark
+	// Mark is the replay record to claim; nil when the assertion has no
+	// jti, else &mark1[0], the storage marks() returns.
+	Mark  *Mark
+	mark1 [1]Mark
 	// Profile is the issuer's profile when the assertion passed its
 	// checks (ProfileIDJAG), "" otherwise. ClientID is an ID-JAG's
 	// client_id; Resources its resource claim, resolved, and HasResource
@@ -55,6 +57,15 @@ type verifiedAssertion struct {
 	ClientID    string
 	Resources   []*Resource
 	HasResource bool
+}
+
+// marks returns the assertion's replay records to claim, none without a
+// jti: Mark as a slice of one, in the assertion's own storage.
+func (a *verifiedAssertion) marks() []Mark {
+	if a.Mark == nil {
+		return nil
+	}
+	return a.mark1[:]
 }
 
 // signedJWT is a compact JWS parsed once, by go-jose: the protected header
@@ -224,7 +235,8 @@ func (s *Server) validateAssertion(ctx context.Context, t *signedJWT, issuer *Is
 		}
 	}
 	if jti != "" {
-		a.Mark = &Mark{Key: replayMarkKey("grant", "", issuer.Issuer, jti), Until: exp.Add(pol.ClockSkew)}
+		a.mark1[0] = Mark{Key: replayMarkKey("grant", "", issuer.Issuer, jti), Until: exp.Add(pol.ClockSkew)}
+		a.Mark = &a.mark1[0]
 	}
 	return a, nil
 }
