@@ -143,6 +143,13 @@ func (s *Secrets) Verify(ctx context.Context, tenant, clientID string, hash *Has
 	if known && s.cached(key) {
 		return true, nil
 	}
+	return s.share(ctx, key, h, secret, known)
+}
+
+// share runs an uncached comparison, joining an identical one under way.
+// It is apart from Verify so that the key the flight's closure captures
+// is moved to the heap here, not on a cache hit.
+func (s *Secrets) share(ctx context.Context, key [sha256.Size]byte, h Hash, secret string, known bool) (bool, error) {
 	ch := s.flights.DoChan(string(key[:]), func() (any, error) {
 		return s.compare(key, h, secret, known)
 	})
