@@ -9,9 +9,7 @@ package grant
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"slices"
@@ -47,8 +45,10 @@ type verifiedAssertion struct {
 	HasScope bool
 	// Claims are the issuer's configured claims copied from the assertion.
 	Claims map[string]json.RawMessage
-	// Mark is the replay record to claim; nil when the assertion has no jti.
-	Mark *Mark
+	// Mark is the replay record to claim; nil when the assertion has no
+	// jti, else &mark1[0], the storage marks() returns.
+	Mark  *Mark
+	mark1 [1]Mark
 	// Profile is the issuer's profile when the assertion passed its
 	// checks (ProfileIDJAG), "" otherwise. ClientID is an ID-JAG's
 	// client_id; Resources its resource claim, resolved, and HasResource
@@ -57,6 +57,15 @@ type verifiedAssertion struct {
 	ClientID    string
 	Resources   []*Resource
 	HasResource bool
+}
+
+// marks returns the assertion's replay records to claim, none without a
+// jti: Mark as a slice of one, in the assertion's own storage.
+func (a *verifiedAssertion) marks() []Mark {
+	if a.Mark == nil {
+		return nil
+	}
+	return a.mark1[:]
 }
 
 // signedJWT is a compact JWS parsed once, by go-jose: the protected header
@@ -68,6 +77,11 @@ type signedJWT struct {
 	claims map[string]json.RawMessage
 	// iss is the unverified iss claim, "" when absent or not a string.
 	iss string
+	// str and date are what stringClaim and dateClaim decode into:
+	// fields of a token already on the heap, where a variable per claim
+	// would be one allocation more per decode.
+	str  string
+	date josejwt.NumericDate
 }
 
 // failFunc builds the answer to a failed check: invalidGrant for a grant
@@ -221,7 +235,8 @@ func (s *Server) validateAssertion(ctx context.Context, t *signedJWT, issuer *Is
 		}
 	}
 	if jti != "" {
-		a.Mark = &Mark{Key: replayMarkKey("grant", "", issuer.Issuer, jti), Until: exp.Add(pol.ClockSkew)}
+		a.mark1[0] = Mark{Key: replayMarkKey("grant", "", issuer.Issuer, jti), Until: exp.Add(pol.ClockSkew)}
+		a.Mark = &a.mark1[0]
 	}
 	return a, nil
 }
@@ -275,17 +290,31 @@ func checkSubject(t *signedJWT, subjects []string, fail failFunc) (string, *Erro
 // checkAudience is check 5: aud, a string or an array of strings, names
 // this server (issuer_url or the token endpoint URL) or one of aliases.
 func checkAudience(t *signedJWT, audiences, aliases []string, fail failFunc) *Error {
+	names := func(a string) bool {
+		return a != "" && (slices.Contains(audiences, a) || slices.Contains(aliases, a))
+	}
+	raw, ok := t.claim("aud")
+	if !ok {
+		return fail("missing_aud", "aud is missing")
+	}
+	// A single audience, the usual form, is decoded as the string it is:
+	// josejwt.Audience would decode it into an interface{} and wrap it in
+	// a slice, and the string it finds is the same.
+	if len(raw) > 0 && raw[0] == '"' {
+		if a, _, ok := t.stringClaim("aud"); ok && names(a) {
+			return nil
+		}
+		return fail("bad_aud", "audience does not name this server")
+	}
 	var aud josejwt.Audience
-	if raw, ok := t.claim("aud"); ok && json.Unmarshal(raw, &aud) != nil {
+	if json.Unmarshal(raw, &aud) != nil {
 		return fail("bad_aud", "audience does not name this server")
 	}
 	if len(aud) == 0 {
 		return fail("missing_aud", "aud is missing")
 	}
-	for _, a := range aud {
-		if a != "" && (slices.Contains(audiences, a) || slices.Contains(aliases, a)) {
-			return nil
-		}
+	if slices.ContainsFunc(aud, names) {
+		return nil
 	}
 	return fail("bad_aud", "audience does not name this server")
 }
@@ -383,7 +412,9 @@ func (t *signedJWT) stringClaim(name string) (value string, present, ok bool) {
 	if !present {
 		return "", false, true
 	}
-	return value, true, json.Unmarshal(raw, &value) == nil
+	t.str = ""
+	ok = json.Unmarshal(raw, &t.str) == nil
+	return t.str, true, ok
 }
 
 // dateClaim reads a NumericDate with go-jose's semantics: a JSON number
@@ -395,11 +426,11 @@ func (t *signedJWT) dateClaim(name string) (value time.Time, present, ok bool) {
 	if !present {
 		return time.Time{}, false, true
 	}
-	var d josejwt.NumericDate
-	if json.Unmarshal(raw, &d) != nil {
+	t.date = 0
+	if json.Unmarshal(raw, &t.date) != nil {
 		return time.Time{}, true, false
 	}
-	return d.Time(), true, true
+	return t.date.Time(), true, true
 }
 
 // copyClaims returns the named claims that the assertion carries.
@@ -422,11 +453,11 @@ func (t *signedJWT) copyClaims(names []string) map[string]json.RawMessage {
 // (SPEC §3.1 check 10), while a client id names a different client in
 // each tenant.
 func replayMarkKey(namespace, tenant, issuer, jti string) string {
-	h := sha256.New()
-	var n [8]byte
-	for _, part := range [...]string{namespace, tenant, issuer, jti} {
-		h.Write(binary.LittleEndian.AppendUint64(n[:0], uint64(len(part))))
-		h.Write([]byte(part))
-	}
-	return hex.EncodeToString(h.Sum(nil))
+	return sha256Hex(func(b []byte) []byte {
+		for _, part := range [...]string{namespace, tenant, issuer, jti} {
+			b = binary.LittleEndian.AppendUint64(b, uint64(len(part)))
+			b = append(b, part...)
+		}
+		return b
+	})
 }

@@ -12,13 +12,16 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+	josejwt "github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/keys"
 )
@@ -357,6 +360,69 @@ func TestReplayMarkKeySeparatesNamespacesAndTenants(t *testing.T) {
 			t.Fatalf("collision on %s", k)
 		}
 		keys[k] = true
+	}
+}
+
+// Store keys are persisted: the replay mark key and the token hash keep
+// their spelling (known answers: SHA-256 of the length-prefixed parts,
+// and of the token), including an input longer than the pooled scratch
+// space.
+func TestStoreKeysKnownAnswers(t *testing.T) {
+	for _, tc := range []struct{ got, want string }{
+		{replayMarkKey("grant", "", "https://idp", "jti-1"), "ad2a2b4f652faf32f3fdb4099157a06bd53c98fe67a556a81daf160264a9ac1c"},
+		{replayMarkKey("client", "t", "c:1", strings.Repeat("x", 300)), "a81d8f0bd1299c4e5125c7019770484f5903b2c182c61d79202832f852dc83f2"},
+		{HashToken("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("got %s, want %s", tc.got, tc.want)
+		}
+	}
+	long := strings.Repeat("t", 2*maxPooledHashInput)
+	for range 2 {
+		if got, want := HashToken(long), sha256.Sum256([]byte(long)); got != hex.EncodeToString(want[:]) {
+			t.Errorf("hash of a long token: %s", got)
+		}
+	}
+}
+
+// checkAudience answers as josejwt.Audience's reading of aud would,
+// whichever form aud takes: its single-string shortcut included.
+func TestCheckAudienceAgreesWithJoseAudience(t *testing.T) {
+	aliases := []string{"urn:alias", "caf\u00e9"}
+	reference := func(raw json.RawMessage, present bool) string {
+		var aud josejwt.Audience
+		if present && json.Unmarshal(raw, &aud) != nil {
+			return "bad_aud"
+		}
+		if len(aud) == 0 {
+			return "missing_aud"
+		}
+		for _, a := range aud {
+			if a != "" && (slices.Contains(testAudiences, a) || slices.Contains(aliases, a)) {
+				return ""
+			}
+		}
+		return "bad_aud"
+	}
+	for _, raw := range []string{
+		`"https://as.example"`, `"https:\/\/as.example\/oauth2\/token"`, `"\u0068ttps://as.example"`,
+		`"urn:alias"`, `"caf\\u00e9"`, `"café"`, `"elsewhere"`, `""`, `"\u0000"`, "\"https://as.example\xff\"",
+		`["https://as.example"]`, `["x","urn:alias"]`, `[]`, `[""]`, `["urn:alias",null]`, `["urn:alias",1]`,
+		`[["urn:alias"]]`, `1`, `true`, `{}`, `{"a":"urn:alias"}`, `null`, "",
+	} {
+		claims := map[string]json.RawMessage{}
+		if raw != "" {
+			claims["aud"] = json.RawMessage(raw)
+		}
+		tok := &signedJWT{claims: claims}
+		_, present := tok.claim("aud")
+		got := ""
+		if oerr := checkAudience(tok, testAudiences, aliases, assertionError); oerr != nil {
+			got = oerr.Reason
+		}
+		if want := reference(claims["aud"], present); got != want {
+			t.Errorf("aud %s: %q, want %q", raw, got, want)
+		}
 	}
 }
 

@@ -31,7 +31,9 @@ func (opaqueMinter) Mint(*AccessRecord) (string, error) { return randomToken(), 
 func randomToken() string {
 	var b [32]byte
 	_, _ = rand.Read(b[:])
-	return base64.RawURLEncoding.EncodeToString(b[:])
+	var out [43]byte // base64.RawURLEncoding.EncodedLen(32)
+	base64.RawURLEncoding.Encode(out[:], b[:])
+	return string(out[:])
 }
 
 // randomID returns 128 bits from crypto/rand, base64url-encoded: ids that
@@ -39,7 +41,9 @@ func randomToken() string {
 func randomID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
-	return base64.RawURLEncoding.EncodeToString(b[:])
+	var out [22]byte // base64.RawURLEncoding.EncodedLen(16)
+	base64.RawURLEncoding.Encode(out[:], b[:])
+	return string(out[:])
 }
 
 // accessTokenJWTType is the typ header of a JWT access token (RFC 9068

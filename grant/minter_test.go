@@ -292,3 +292,21 @@ func TestLoadJWTMinterErrorsNameTheFileNeverTheKey(t *testing.T) {
 		})
 	}
 }
+
+// Random tokens and ids are the base64url of 32 and 16 random bytes, in
+// full: no padding, no trailing bytes left unwritten.
+func TestRandomTokenAndIDEncodeAllTheirBytes(t *testing.T) {
+	for _, tc := range []struct {
+		f    func() string
+		size int
+	}{{randomToken, 32}, {randomID, 16}} {
+		s := tc.f()
+		b, err := base64.RawURLEncoding.Strict().DecodeString(s)
+		if err != nil || len(b) != tc.size || len(s) != base64.RawURLEncoding.EncodedLen(tc.size) {
+			t.Fatalf("%q: %d bytes, %v", s, len(b), err)
+		}
+		if s == tc.f() {
+			t.Fatal("the same value twice")
+		}
+	}
+}

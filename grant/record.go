@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"sync"
 )
 
 // RecordVersion is the format version written in every record's "v".
@@ -62,6 +63,31 @@ type RefreshRecord struct {
 // HashToken is the store key of a token: hex(sha256(token)). Tokens are
 // never stored in clear.
 func HashToken(token string) string {
-	sum := sha256.Sum256([]byte(token))
-	return hex.EncodeToString(sum[:])
+	return sha256Hex(func(b []byte) []byte { return append(b, token...) })
 }
+
+// sha256Hex is hex(sha256(the bytes fill appends)), the only allocation
+// being the result: fill appends to pooled scratch space, which is wiped
+// before it goes back (the input may be a token), where a []byte
+// conversion handed to the hash would be a heap copy per call.
+func sha256Hex(fill func([]byte) []byte) string {
+	p := hashInputs.Get().(*[]byte)
+	b := fill((*p)[:0])
+	sum := sha256.Sum256(b)
+	clear(b)
+	if cap(b) <= maxPooledHashInput {
+		*p = b[:0]
+		hashInputs.Put(p)
+	}
+	var out [2 * sha256.Size]byte
+	hex.Encode(out[:], sum[:])
+	return string(out[:])
+}
+
+var hashInputs = sync.Pool{New: func() any {
+	b := make([]byte, 0, 256)
+	return &b
+}}
+
+// maxPooledHashInput bounds the scratch space kept in hashInputs.
+const maxPooledHashInput = 4 << 10

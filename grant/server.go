@@ -1,6 +1,7 @@
 package grant
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,8 +9,10 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -137,20 +140,28 @@ func (s *Server) Endpoints() map[string]http.HandlerFunc {
 // maxFormSize in which no parameter is repeated (RFC 6749 §3.2) but
 // resource, which RFC 8707 §2 lets repeat.
 func readForm(r *http.Request) (url.Values, *Error) {
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || mt != "application/x-www-form-urlencoded" {
-		return nil, invalidRequest("bad_content_type", "content type must be application/x-www-form-urlencoded")
+	// The media type as clients send it needs no parse: ParseMediaType
+	// would return it unchanged.
+	if ct := r.Header.Get("Content-Type"); ct != formMediaType {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || mt != formMediaType {
+			return nil, invalidRequest("bad_content_type", "content type must be application/x-www-form-urlencoded")
+		}
 	}
 	if r.ContentLength > maxFormSize {
 		return nil, tooLarge()
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxFormSize+1))
+	buf := bodyBuffers.Get().(*[]byte)
+	body, err := readAtMost(r.Body, (*buf)[:0], maxFormSize+1)
+	defer putBodyBuffer(buf, body)
 	if err != nil {
 		return nil, invalidRequest("bad_body", "request body could not be read")
 	}
 	if len(body) > maxFormSize {
 		return nil, tooLarge()
 	}
+	// The string is a copy: nothing the form holds refers to the pooled
+	// buffer.
 	form, err := url.ParseQuery(string(body))
 	if err != nil {
 		return nil, invalidRequest("bad_body", "request body is not valid form encoding")
@@ -161,6 +172,55 @@ func readForm(r *http.Request) (url.Values, *Error) {
 		}
 	}
 	return form, nil
+}
+
+const formMediaType = "application/x-www-form-urlencoded"
+
+// bodyBuffers pools the buffers form bodies are read into, so that a
+// request does not grow a fresh one from 512 bytes as io.ReadAll does.
+// A body carries secrets (client_secret, assertions): putBodyBuffer wipes
+// it before its buffer goes back.
+var bodyBuffers = sync.Pool{New: func() any {
+	b := make([]byte, 0, 2<<10)
+	return &b
+}}
+
+// maxPooledBody bounds the buffers kept in bodyBuffers: an occasional
+// large body does not pin its buffer.
+const maxPooledBody = 16 << 10
+
+// putBodyBuffer wipes body, the bytes read into (a grown copy of) *buf,
+// and returns the buffer to the pool.
+func putBodyBuffer(buf *[]byte, body []byte) {
+	clear(body)
+	if cap(body) > maxPooledBody {
+		return
+	}
+	*buf = body[:0]
+	bodyBuffers.Put(buf)
+}
+
+// readAtMost is io.ReadAll(io.LimitReader(r, limit)) appending to b: it
+// reads until EOF, an error or limit bytes, and EOF is no error. It is
+// written out because io.ReadAll always starts a fresh buffer.
+func readAtMost(r io.Reader, b []byte, limit int) ([]byte, error) {
+	for len(b) < limit {
+		if len(b) == cap(b) {
+			// The outgrown array is wiped like the final one.
+			old := b
+			b = slices.Grow(b, min(max(cap(b), 512), limit-len(b)))
+			clear(old)
+		}
+		n, err := r.Read(b[len(b):min(cap(b), limit)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
+	return b, nil
 }
 
 func tooLarge() *Error {
@@ -193,25 +253,48 @@ func methodNotAllowed(w http.ResponseWriter, allow string) {
 	writeError(w, newError(CodeInvalidRequest, http.StatusMethodNotAllowed, "bad_method", "method not allowed"), "")
 }
 
-// noStore marks a response as uncacheable (RFC 6749 §5.1).
-func noStore(h http.Header) {
-	h.Set("Cache-Control", "no-store")
-	h.Set("Pragma", "no-cache")
+// setJSONHeaders marks a response as uncacheable (RFC 6749 §5.1) and
+// sets a JSON body's type and length, as Header.Set would (the keys are canonical), from one array
+// where Set makes a slice per value. Each slice's capacity ends at its
+// value, so that an append by a later handler copies it rather than
+// overwrites the next header's value.
+func setJSONHeaders(h http.Header, length int) {
+	v := &[4]string{"no-store", "no-cache", "application/json; charset=utf-8", strconv.Itoa(length)}
+	h["Cache-Control"] = v[0:1:1]
+	h["Pragma"] = v[1:2:2]
+	h["Content-Type"] = v[2:3:3]
+	h["Content-Length"] = v[3:4:4]
 }
 
-// writeJSON answers v as JSON with the no-store headers.
+// writeJSON answers v as JSON with the no-store headers. The body is
+// encoded into a pooled buffer, wiped before reuse as it holds tokens;
+// ResponseWriter.Write keeps no reference to it (io.Writer's contract).
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	body, err := json.Marshal(v)
-	if err != nil {
+	buf := jsonBuffers.Get().(*bytes.Buffer)
+	defer putJSONBuffer(buf)
+	// Encode writes what Marshal returns and a newline.
+	if err := json.NewEncoder(buf).Encode(v); err != nil {
 		writeError(w, newError(CodeServerError, http.StatusInternalServerError, "encode", "response could not be encoded"), "")
 		return
 	}
-	h := w.Header()
-	noStore(h)
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("Content-Length", strconv.Itoa(len(body)))
+	body := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	setJSONHeaders(w.Header(), len(body))
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
+}
+
+var jsonBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledJSON bounds the buffers kept in jsonBuffers.
+const maxPooledJSON = 16 << 10
+
+func putJSONBuffer(buf *bytes.Buffer) {
+	clear(buf.Bytes())
+	if buf.Cap() > maxPooledJSON {
+		return
+	}
+	buf.Reset()
+	jsonBuffers.Put(buf)
 }
 
 type errorBody struct {
@@ -230,9 +313,7 @@ func writeError(w http.ResponseWriter, e *Error, realm string) {
 		h.Set("Retry-After", strconv.Itoa(e.RetryAfter))
 	}
 	body, _ := json.Marshal(errorBody{Error: e.Code, Description: e.Description})
-	noStore(h)
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("Content-Length", strconv.Itoa(len(body)))
+	setJSONHeaders(h, len(body))
 	w.WriteHeader(e.Status)
 	_, _ = w.Write(body)
 }

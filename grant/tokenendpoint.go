@@ -204,11 +204,9 @@ func (s *Server) exchange(req *tokenRequest, t *signedJWT) (*tokenResponse, *Err
 	if scope, oerr = grantScope(scope, resourceScopes(resources)); oerr != nil {
 		return nil, oerr
 	}
-	g := &granted{sub: a.Subject, assertionIss: req.issuer.Issuer, claims: a.Claims, scope: scope, profile: a.Profile}
+	g := &granted{sub: a.Subject, assertionIss: req.issuer.Issuer, claims: a.Claims, scope: scope, profile: a.Profile,
+		marks: a.marks()}
 	g.grantResources(resources, resources)
-	if a.Mark != nil {
-		g.marks = []Mark{*a.Mark}
-	}
 	return s.issue(req, g)
 }
 
@@ -289,10 +287,18 @@ func (s *Server) issue(req *tokenRequest, g *granted) (*tokenResponse, *Error) {
 		// goes back to its IdP for a new grant.
 		refreshTTL = 0
 	}
+	// What every issuance allocates, allocated together.
+	out := &struct {
+		at   AccessRecord
+		is   Issuance
+		resp tokenResponse
+		aud  [1]string
+	}{}
 	clientID := req.clientID()
 	aud := g.aud
 	if aud == nil {
-		aud = []string{clientID}
+		out.aud[0] = clientID
+		aud = out.aud[:]
 		if req.client != nil && len(req.client.Audience) > 0 {
 			aud = req.client.Audience
 		}
@@ -307,14 +313,17 @@ func (s *Server) issue(req *tokenRequest, g *granted) (*tokenResponse, *Error) {
 		Iss: s.cfg.IssuerURL, AssertionIss: g.assertionIss, Iat: iat, Exp: iat + int64(accessTTL/time.Second),
 		Tenant: req.tenant.Domain, Claims: claims, Cnf: accessCnf, Resource: g.resource, Profile: g.profile,
 	}
-	at := &AccessRecord{TokenRecord: base}
+	at := &out.at
+	at.TokenRecord = base
 	access, err := s.minter.Mint(at)
 	if err != nil {
 		s.log.Error("minting an access token failed", zap.Error(err))
 		return nil, newError(CodeServerError, http.StatusInternalServerError, "mint", "token could not be issued")
 	}
-	is := &Issuance{AccessHash: HashToken(access), Access: at}
-	resp := &tokenResponse{AccessToken: access, TokenType: tokenType(accessCnf), ExpiresIn: at.Exp - iat, Scope: at.Scope,
+	is := &out.is
+	*is = Issuance{AccessHash: HashToken(access), Access: at}
+	resp := &out.resp
+	*resp = tokenResponse{AccessToken: access, TokenType: tokenType(accessCnf), ExpiresIn: at.Exp - iat, Scope: at.Scope,
 		Resource: responseResource(g.resource)}
 	if refreshTTL > 0 {
 		chain, firstScope := g.chain, g.firstScope
@@ -344,7 +353,11 @@ func (s *Server) issue(req *tokenRequest, g *granted) (*tokenResponse, *Error) {
 	} else {
 		// Client marks first: a store names the first mark it finds held,
 		// and a replayed client assertion is the client's failure.
-		is.Marks = appendDPoPMark(append(slices.Clip(req.clientMarks), g.marks...), req.dpop)
+		is.Marks = g.marks
+		if len(req.clientMarks) > 0 {
+			is.Marks = append(slices.Clip(req.clientMarks), g.marks...)
+		}
+		is.Marks = appendDPoPMark(is.Marks, req.dpop)
 		err = s.cfg.Store.Issue(req.ctx, is)
 	}
 	switch {

@@ -87,6 +87,9 @@ type Secrets struct {
 	// key makes cache keys unguessable: the cache holds digests of valid
 	// secrets, which must not be cheaper to brute-force than the hashes.
 	key []byte
+	// macs holds *digester values keyed with key, so that a cached
+	// verification builds no HMAC.
+	macs sync.Pool
 
 	mu       sync.RWMutex
 	verified map[[sha256.Size]byte]struct{}
@@ -103,7 +106,7 @@ func New(cfg Config) *Secrets {
 	if cfg.CacheSize <= 0 {
 		cfg.CacheSize = DefaultCacheSize
 	}
-	return &Secrets{
+	s := &Secrets{
 		standIn:   cfg.StandIn,
 		wait:      cfg.Wait,
 		cacheSize: cfg.CacheSize,
@@ -111,6 +114,8 @@ func New(cfg Config) *Secrets {
 		key:       []byte(rand.Text()),
 		verified:  make(map[[sha256.Size]byte]struct{}),
 	}
+	s.macs.New = func() any { return &digester{mac: hmac.New(sha256.New, s.key)} }
+	return s
 }
 
 // Verify reports whether secret matches hash. A nil hash (unknown client,
@@ -138,6 +143,13 @@ func (s *Secrets) Verify(ctx context.Context, tenant, clientID string, hash *Has
 	if known && s.cached(key) {
 		return true, nil
 	}
+	return s.share(ctx, key, h, secret, known)
+}
+
+// share runs an uncached comparison, joining an identical one under way.
+// It is apart from Verify so that the key the flight's closure captures
+// is moved to the heap here, not on a cache hit.
+func (s *Secrets) share(ctx context.Context, key [sha256.Size]byte, h Hash, secret string, known bool) (bool, error) {
 	ch := s.flights.DoChan(string(key[:]), func() (any, error) {
 		return s.compare(key, h, secret, known)
 	})
@@ -175,18 +187,42 @@ func (s *Secrets) compare(key [sha256.Size]byte, h Hash, secret string, known bo
 // digest is HMAC-SHA-256 over the length-prefixed fields, so that no two
 // field splits share a key and the secret is never stored.
 func (s *Secrets) digest(tenant, clientID string, hashValue []byte, secret string) [sha256.Size]byte {
-	m := hmac.New(sha256.New, s.key)
-	field := func(m hash.Hash, b []byte) {
-		m.Write(binary.LittleEndian.AppendUint64(nil, uint64(len(b))))
-		m.Write(b)
+	d := s.macs.Get().(*digester)
+	defer s.macs.Put(d)
+	// The fields are gathered in d.buf and written at once: a write
+	// through the hash.Hash interface would move each []byte conversion
+	// and length prefix to the heap. The secret is wiped from d.buf before
+	// the digester goes back to the pool.
+	b := appendField(d.buf[:0], tenant)
+	b = appendField(b, clientID)
+	b = appendField(b, hashValue)
+	b = appendField(b, secret)
+	d.mac.Reset() // back to the keyed state
+	d.mac.Write(b)
+	clear(b)
+	d.buf = b[:0]
+	if cap(b) > maxPooledScratch {
+		d.buf = nil // an outsized secret's buffer is not kept
 	}
-	field(m, []byte(tenant))
-	field(m, []byte(clientID))
-	field(m, hashValue)
-	field(m, []byte(secret))
 	var k [sha256.Size]byte
-	m.Sum(k[:0])
+	copy(k[:], d.mac.Sum(d.sum[:0]))
 	return k
+}
+
+// maxPooledScratch bounds the scratch space a pooled digester keeps.
+const maxPooledScratch = 4 << 10
+
+func appendField[T string | []byte](b []byte, f T) []byte {
+	b = binary.LittleEndian.AppendUint64(b, uint64(len(f)))
+	return append(b, f...)
+}
+
+// digester is a keyed HMAC with its scratch space: hmac's Reset returns
+// it to the keyed state, so one serves any number of digests in turn.
+type digester struct {
+	mac hash.Hash
+	buf []byte
+	sum [sha256.Size]byte
 }
 
 func (s *Secrets) cached(key [sha256.Size]byte) bool {

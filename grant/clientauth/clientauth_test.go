@@ -2,8 +2,12 @@ package clientauth
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -229,4 +233,34 @@ func TestAdmissionBoundsUncachedComparisons(t *testing.T) {
 			t.Fatalf("verify after the slot is free = %v, %v", ok, err)
 		}
 	})
+}
+
+// The pooled digest is HMAC-SHA-256 of the length-prefixed fields under
+// the Secrets' key, whichever pooled MAC computes it and whatever it
+// computed before.
+func TestDigestIsTheKeyedHMACOfTheLengthPrefixedFields(t *testing.T) {
+	s := New(Config{})
+	want := func(fields ...string) [sha256.Size]byte {
+		m := hmac.New(sha256.New, s.key)
+		for _, f := range fields {
+			m.Write(binary.LittleEndian.AppendUint64(nil, uint64(len(f))))
+			m.Write([]byte(f))
+		}
+		var k [sha256.Size]byte
+		m.Sum(k[:0])
+		return k
+	}
+	long := strings.Repeat("s", 2*maxPooledScratch)
+	for range 3 {
+		for _, f := range [][4]string{
+			{"", "c:1", "h:secret", "secret"},
+			{"tenant", "c", ":1h:secret", "secret"},
+			{"", "", "", ""},
+			{"", "c:1", "h:" + long, long},
+		} {
+			if got := s.digest(f[0], f[1], []byte(f[2]), f[3]); got != want(f[:]...) {
+				t.Fatalf("digest of %.20q differs from the HMAC of its fields", f)
+			}
+		}
+	}
 }
