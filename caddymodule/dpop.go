@@ -11,11 +11,6 @@ import (
 	"github.com/caddy-jwt-grant/caddy-jwt-grant/grant/keys"
 )
 
-// dpopHeader is the DPoP header's canonical key. Header.Values("DPoP")
-// would canonicalise the name, and allocate, on every request, as
-// "DPoP" is not in canonical form.
-var dpopHeader = http.CanonicalHeaderKey("DPoP")
-
 // withClientURL hands grant the URL the client addressed, for a request
 // that carries a DPoP proof (whose htu must match it; others need no
 // URL): Caddy's original request, before any route rewrote it (a
@@ -25,7 +20,7 @@ var dpopHeader = http.CanonicalHeaderKey("DPoP")
 // proxy that the server's trusted_proxies names, as Caddy itself does for
 // the client IP.
 func withClientURL(r *http.Request) *http.Request {
-	if len(r.Header[dpopHeader]) == 0 {
+	if len(r.Header[grant.DPoPHeader]) == 0 {
 		return r
 	}
 	// Caddy's copy of the original request keeps its URL only; no

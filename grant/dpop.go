@@ -302,11 +302,17 @@ func dpopError(f *dpopFailure) *Error {
 	return newError(CodeInvalidDPoPProof, http.StatusBadRequest, "dpop_"+f.reason, "DPoP proof "+f.desc)
 }
 
+// DPoPHeader is the DPoP header's name as a key of http.Header, the
+// canonical form of "DPoP". Reading r.Header[DPoPHeader] costs nothing;
+// r.Header.Values("DPoP") would canonicalise, and allocate, on every
+// request, as "DPoP" is not in canonical form.
+const DPoPHeader = "Dpop"
+
 // tokenProof checks the DPoP header of a token request, if it has one:
 // nil, nil without a header (whether one is required is decided once the
 // client is known, by checkDPoPBinding).
 func (s *Server) tokenProof(r *http.Request, now time.Time) (*dpopProof, *Error) {
-	values := r.Header.Values("DPoP")
+	values := r.Header[DPoPHeader]
 	if len(values) == 0 {
 		return nil, nil
 	}

@@ -484,3 +484,9 @@ func TestIDJAGWithCnfNeedsAProofOfItsKey(t *testing.T) {
 		})
 	}
 }
+
+func TestDPoPHeaderIsTheCanonicalKey(t *testing.T) {
+	if got := http.CanonicalHeaderKey("DPoP"); got != grant.DPoPHeader {
+		t.Errorf("DPoPHeader %q; the canonical key of DPoP is %q", grant.DPoPHeader, got)
+	}
+}

@@ -158,7 +158,7 @@ func (v *Verifier) authenticateDPoP(r *http.Request, token string) (*AccessRecor
 	if d.mode == DPoPOff {
 		return nil, d.schemeOff
 	}
-	proof, f := d.checker.check(r.Header.Values("DPoP"), r.Method, RequestURL(r), token, v.now())
+	proof, f := d.checker.check(r.Header[DPoPHeader], r.Method, RequestURL(r), token, v.now())
 	if f != nil {
 		v.proofRefused(f.reason)
 		return nil, d.badProof
