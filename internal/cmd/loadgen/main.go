@@ -205,6 +205,13 @@ func run(c config) error {
 		}
 	}
 
+	verify := map[string]time.Duration{}
+	for _, alg := range algorithms {
+		if verify[alg], err = verifyCost(signers[alg].Public(), alg, signed[alg][0]); err != nil {
+			return fmt.Errorf("timing the verification: %w", err)
+		}
+	}
+
 	cd, err := startCaddy(caddyBin, dir, fmt.Sprintf("http://127.0.0.1:%d/respond", memSite))
 	if err != nil {
 		return err
@@ -313,7 +320,7 @@ func run(c config) error {
 		fmt.Fprintf(os.Stderr, "%-32s %8.0f req/s\n", s.name, r.rate())
 		results[i] = r
 	}
-	table := env + "\n" + formatTable(results)
+	table := env + "\n" + formatTable(results) + formatFloor(results, verify)
 	fmt.Print(table)
 	if c.out == "" {
 		return nil
