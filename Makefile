@@ -36,10 +36,12 @@ test: deps vet
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 ## bench: one load-generator run against ./caddy (respond, the token
-## exchange, jwt_grant_auth; memory and Redis) with a CPU profile of the
-## RS256 exchange on Redis, then the Go micro-benchmarks of the hot path;
+## exchange, jwt_grant_auth; memory and Redis; three rounds, each on a
+## fresh Caddy, the table showing each row's median round and the
+## exchanges against their floor) with a CPU profile of the RS256
+## exchange on Redis, then the Go micro-benchmarks of the hot path;
 ## the results go into BENCHMARKS.md. BENCH_FLAGS adds loadgen flags, e.g.
-## BENCH_FLAGS='-clients 32 -duration 10s -note "idle machine"'.
+## BENCH_FLAGS='-clients 32 -duration 10s -rounds 5 -note "idle machine"'.
 BENCH_PKGS := ./grant/ ./grant/keys/ ./grant/clientauth/ ./grant/memstore/ ./grant/redisstore/
 bench: deps build
 	$(GO) run ./internal/cmd/loadgen -caddy ./caddy -out BENCHMARKS.md -profile bench-exchange.pprof $(BENCH_FLAGS)

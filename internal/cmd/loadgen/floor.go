@@ -7,10 +7,12 @@ package main
 // nothing.
 
 import (
+	"cmp"
 	"crypto"
 	"fmt"
 	"net/url"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -128,11 +130,27 @@ func floorRows(rs []result, verify map[string]time.Duration) []floorRow {
 }
 
 // formatFloor is floorRows as a Markdown table with the figures it was
-// computed from.
-func formatFloor(rs []result, verify map[string]time.Duration) string {
-	rows := floorRows(rs, verify)
-	if len(rows) == 0 {
+// computed from: for each exchange its median round by ratio to respond,
+// as in the results table.
+func formatFloor(rounds [][]result, verify map[string]time.Duration) string {
+	byName := map[string][]floorRow{}
+	var names []string
+	for _, round := range rounds {
+		for _, r := range floorRows(round, verify) {
+			if byName[r.name] == nil {
+				names = append(names, r.name)
+			}
+			byName[r.name] = append(byName[r.name], r)
+		}
+	}
+	if len(names) == 0 {
 		return ""
+	}
+	rows := make([]floorRow, 0, len(names))
+	for _, name := range names {
+		rs := byName[name]
+		slices.SortStableFunc(rs, func(a, b floorRow) int { return cmp.Compare(a.ratio, b.ratio) })
+		rows = append(rows, rs[(len(rs)-1)/2])
 	}
 	var sb strings.Builder
 	sb.WriteString("\nThe exchanges against their floor (Caddy's CPU for respond + one signature verification")

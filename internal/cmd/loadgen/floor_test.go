@@ -61,7 +61,7 @@ func TestFloorOfAnExchangeIsRespondPlusVerificationPlusOneRoundTrip(t *testing.T
 	if rows := floorRows(rs[1:], map[string]time.Duration{"RS256": 46 * us}); rows != nil {
 		t.Errorf("rows without respond = %+v, want none", rows)
 	}
-	table := formatFloor(rs, map[string]time.Duration{"RS256": 46 * us})
+	table := formatFloor([][]result{rs}, map[string]time.Duration{"RS256": 46 * us})
 	for _, want := range []string{"RS256 0.046 ms", "| exchange RS256 redis | 0.166 ms | 0.093 ms | 0.073 ms | 0.078 ms | 0.25 | 0.38 |"} {
 		if !strings.Contains(table, want) {
 			t.Errorf("table lacks %q:\n%s", want, table)
@@ -95,5 +95,38 @@ func TestVerifyCostTimesAVerificationThatSucceeds(t *testing.T) {
 	}
 	if _, err := verifyCost(other.Public(), "ES256", bodies[0]); err == nil {
 		t.Error("a key that does not verify the assertion was timed")
+	}
+}
+
+// Each row of the table is its median round by ratio to that round's own
+// respond, and the range covers every round: a slow respond in one round
+// moves no row by itself.
+func TestTableRowsAreTheirMedianRoundByRatio(t *testing.T) {
+	us := time.Microsecond
+	round := func(respond, exchange int) []result {
+		return []result{
+			fakeResult("respond", respond, 30*us, 25*us, 0),
+			fakeResult("exchange RS256 redis", exchange, 120*us, 30*us, 25*us),
+		}
+	}
+	// Ratios 0.30, 0.20 and 0.25: the third round is the median, though
+	// its rates are neither the middle respond nor the middle exchange.
+	rounds := [][]result{round(30000, 9000), round(40000, 8000), round(36000, 9000)}
+	m, ratios := medianRound(rounds, 1)
+	if m != 2 {
+		t.Errorf("median round = %d, want 2 (ratios %v)", m, ratios)
+	}
+	if len(ratios) != 3 || ratios[0] != 0.2 || ratios[2] != 0.3 {
+		t.Errorf("ratios = %v, want 0.20, 0.25, 0.30", ratios)
+	}
+	table := formatTable(rounds)
+	for _, want := range []string{"3 rounds", "| exchange RS256 redis | 9000 |", "| 0.25 | 0 |", "| 0.20–0.30 |", "| respond | 36000 |"} {
+		if !strings.Contains(table, want) {
+			t.Errorf("table lacks %q:\n%s", want, table)
+		}
+	}
+	floor := formatFloor(rounds, map[string]time.Duration{"RS256": 40 * us})
+	if floor != "" {
+		t.Errorf("floor of Redis rows without the round trip's rows = %q, want none", floor)
 	}
 }

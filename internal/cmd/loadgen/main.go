@@ -46,10 +46,12 @@ import (
 
 // config is the command line.
 type config struct {
-	caddy      string
-	redis      string
-	clients    int
-	duration   time.Duration
+	caddy    string
+	redis    string
+	clients  int
+	duration time.Duration
+	// rounds is how many times every scenario runs (run only).
+	rounds     int
 	assertions int
 	out        string
 	profile    string
@@ -80,6 +82,7 @@ func main() {
 	flag.StringVar(&c.redis, "redis-server", "redis-server", "the redis-server binary")
 	flag.IntVar(&c.clients, "clients", 64, "concurrent keep-alive clients")
 	flag.DurationVar(&c.duration, "duration", 5*time.Second, "how long each scenario runs")
+	flag.IntVar(&c.rounds, "rounds", 3, "rounds of every scenario, each on a fresh Caddy and an emptied Redis; the table shows each row's median round")
 	flag.IntVar(&c.assertions, "assertions", 50000, "assertions signed per algorithm; an exchange scenario that uses them all stops early")
 	flag.StringVar(&c.out, "out", "BENCHMARKS.md", "the file whose sections receive the results (empty: standard output only)")
 	flag.StringVar(&c.profile, "profile", "", "write a CPU profile of Caddy during one scenario (-profile-scenario) to this file, and its allocations beside it (NAME.allocs.pprof)")
@@ -141,8 +144,8 @@ var algorithms = []string{"RS256", "ES256", "EdDSA"}
 const issuerURL = "http://bench.invalid"
 
 func run(c config) error {
-	if c.clients < 1 || c.duration <= 0 || c.assertions < 1 {
-		return errors.New("clients, duration and assertions must be positive")
+	if c.clients < 1 || c.duration <= 0 || c.assertions < 1 || c.rounds < 1 {
+		return errors.New("clients, duration, assertions and rounds must be positive")
 	}
 	caddyBin, err := filepath.Abs(c.caddy)
 	if err != nil {
@@ -212,23 +215,59 @@ func run(c config) error {
 		}
 	}
 
-	cd, err := startCaddy(caddyBin, dir, fmt.Sprintf("http://127.0.0.1:%d/respond", memSite))
+	b := &bench{c: c, caddyBin: caddyBin, dir: dir, admin: admin, redisPort: redisSrv.port, signed: signed,
+		mem:   fmt.Sprintf("http://127.0.0.1:%d", memSite),
+		red:   fmt.Sprintf("http://127.0.0.1:%d", redisSite),
+		pipe:  fmt.Sprintf("http://127.0.0.1:%d", pipeSite),
+		basic: "Basic " + basicValue("bench", secret)}
+	env := describeMachine(caddyBin, c)
+	fmt.Fprintln(os.Stderr, env)
+	rounds := make([][]result, c.rounds)
+	for r := range rounds {
+		if rounds[r], err = b.round(r); err != nil {
+			return fmt.Errorf("round %d: %w", r+1, err)
+		}
+	}
+	table := env + "\n" + formatTable(rounds) + formatFloor(rounds, verify)
+	fmt.Print(table)
+	if c.out == "" {
+		return nil
+	}
+	return writeSection(c.out, "table", table)
+}
+
+// bench is what every round of a run shares: the Caddyfile's sites, the
+// pre-signed assertions and the client's credentials.
+type bench struct {
+	c                config
+	caddyBin, dir    string
+	admin, redisPort int
+	mem, red, pipe   string
+	basic            string
+	signed           map[string][]string
+}
+
+// round runs every scenario once on a fresh Caddy and an emptied Redis,
+// so that each round starts from the same state and takes the same
+// assertions (their replay marks went with the previous round's stores).
+// The CPU profile, when asked for, is taken in the first round.
+func (b *bench) round(n int) ([]result, error) {
+	c := b.c
+	if err := flushRedis(b.redisPort); err != nil {
+		return nil, err
+	}
+	cd, err := startCaddy(b.caddyBin, b.dir, b.mem+"/respond")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer cd.stop()
-
-	mem := fmt.Sprintf("http://127.0.0.1:%d", memSite)
-	red := fmt.Sprintf("http://127.0.0.1:%d", redisSite)
-	pipe := fmt.Sprintf("http://127.0.0.1:%d", pipeSite)
-	basic := "Basic " + basicValue("bench", secret)
 	// Each site pays the secret's hash once, and gives the token that
 	// jwt_grant_auth is measured with.
 	tokens := map[string]string{}
-	for site, base := range map[string]string{"memory": mem, "redis": red, "redis, pipeline": pipe} {
-		tok, err := exchangeOnce(base, basic, signed["RS256"][0])
+	for site, base := range map[string]string{"memory": b.mem, "redis": b.red, "redis, pipeline": b.pipe} {
+		tok, err := exchangeOnce(base, b.basic, b.signed["RS256"][0])
 		if err != nil {
-			return fmt.Errorf("%s site: %w", site, err)
+			return nil, fmt.Errorf("%s site: %w", site, err)
 		}
 		tokens[site] = tok
 	}
@@ -236,43 +275,44 @@ func run(c config) error {
 	// §8): it costs a proof check and a replay write per request.
 	dpop, err := newDPoPClient()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	dpopToken, err := dpop.exchange(red, basic, signed["EdDSA"][0])
+	dpopToken, err := dpop.exchange(b.red, b.basic, b.signed["EdDSA"][0])
 	if err != nil {
-		return fmt.Errorf("dpop token: %w", err)
+		return nil, fmt.Errorf("dpop token: %w", err)
 	}
 	// Every site took the first RS256 assertion (each store keeps its own
 	// replay marks: the pipelined site has a key prefix of its own), the
 	// Redis site the first EdDSA one too; the measured runs start after
 	// them.
+	signed := map[string][]string{}
 	for _, alg := range algorithms {
-		signed[alg] = signed[alg][1:]
+		signed[alg] = b.signed[alg][1:]
 	}
 
-	scenarios := []scenario{{name: "respond", get: mem + "/respond"}}
-	for _, store := range []struct{ name, base string }{{"memory", mem}, {"redis", red}} {
+	scenarios := []scenario{{name: "respond", get: b.mem + "/respond"}}
+	for _, store := range []struct{ name, base string }{{"memory", b.mem}, {"redis", b.red}} {
 		for _, alg := range algorithms {
 			scenarios = append(scenarios, scenario{
 				name: "exchange " + alg + " " + store.name, post: store.base + "/oauth2/token",
-				auth: basic, bodies: signed[alg],
+				auth: b.basic, bodies: signed[alg],
 			})
 		}
 	}
 	scenarios = append(scenarios,
-		scenario{name: "exchange RS256 redis, pipeline", post: pipe + "/oauth2/token", auth: basic, bodies: signed["RS256"]},
-		scenario{name: "jwt_grant_auth memory", get: mem + "/auth", bearer: tokens["memory"]},
-		scenario{name: "jwt_grant_auth redis", get: red + "/auth", bearer: tokens["redis"]},
-		scenario{name: "jwt_grant_auth redis, cache", get: red + "/auth-cached", bearer: tokens["redis"]},
-		scenario{name: "jwt_grant_auth redis, pipeline", get: pipe + "/auth", bearer: tokens["redis, pipeline"]},
-		scenario{name: "jwt_grant_auth redis, DPoP", get: red + "/auth", bearer: dpopToken,
+		scenario{name: "exchange RS256 redis, pipeline", post: b.pipe + "/oauth2/token", auth: b.basic, bodies: signed["RS256"]},
+		scenario{name: "jwt_grant_auth memory", get: b.mem + "/auth", bearer: tokens["memory"]},
+		scenario{name: "jwt_grant_auth redis", get: b.red + "/auth", bearer: tokens["redis"]},
+		scenario{name: "jwt_grant_auth redis, cache", get: b.red + "/auth-cached", bearer: tokens["redis"]},
+		scenario{name: "jwt_grant_auth redis, pipeline", get: b.pipe + "/auth", bearer: tokens["redis, pipeline"]},
+		scenario{name: "jwt_grant_auth redis, DPoP", get: b.red + "/auth", bearer: dpopToken,
 			prepare: func(s *scenario) (err error) {
 				s.dpop, err = dpop.proofs(2*c.assertions, s.get, s.bearer)
 				return err
 			}},
 	)
 	if scenarios, err = pick(scenarios, c.only, c.reverse); err != nil {
-		return err
+		return nil, err
 	}
 	// The memory store's exchanges run last: each leaves its 30,000 grants
 	// live in Caddy's heap, whose marking by the garbage collector then
@@ -288,24 +328,22 @@ func run(c config) error {
 			}
 		}
 	}
-	env := describeMachine(caddyBin, c)
-	fmt.Fprintln(os.Stderr, env)
 	// A first, unrecorded respond pass opens the keep-alive connections and
 	// warms Caddy up, so that respond, the row every ratio divides by, is
 	// not measured cold while the rows after it are warm.
 	if _, err := scenarios[0].run(c, cd.pid); err != nil {
-		return fmt.Errorf("warm-up: %w", err)
+		return nil, fmt.Errorf("warm-up: %w", err)
 	}
 	results := make([]result, len(scenarios))
 	for _, i := range order {
 		s := scenarios[i]
 		var prof *profiler
-		if c.profile != "" && s.name == c.profiled {
-			prof = startProfile(fmt.Sprintf("127.0.0.1:%d", admin), c.duration, c.profile)
+		if n == 0 && c.profile != "" && s.name == c.profiled {
+			prof = startProfile(fmt.Sprintf("127.0.0.1:%d", b.admin), c.duration, c.profile)
 		}
 		if s.prepare != nil {
 			if err := s.prepare(&s); err != nil {
-				return fmt.Errorf("%s: %w", s.name, err)
+				return nil, fmt.Errorf("%s: %w", s.name, err)
 			}
 		}
 		r, err := s.run(c, cd.pid)
@@ -315,17 +353,12 @@ func run(c config) error {
 			}
 		}
 		if err != nil {
-			return fmt.Errorf("%s: %w", s.name, err)
+			return nil, fmt.Errorf("%s: %w", s.name, err)
 		}
-		fmt.Fprintf(os.Stderr, "%-32s %8.0f req/s\n", s.name, r.rate())
+		fmt.Fprintf(os.Stderr, "round %d  %-32s %8.0f req/s\n", n+1, s.name, r.rate())
 		results[i] = r
 	}
-	table := env + "\n" + formatTable(results) + formatFloor(results, verify)
-	fmt.Print(table)
-	if c.out == "" {
-		return nil
-	}
-	return writeSection(c.out, "table", table)
+	return results, nil
 }
 
 // fillsMemory tells whether s leaves grants live in Caddy's memory store.
@@ -509,6 +542,24 @@ func startRedis(binary, dir string) (*process, error) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// flushRedis empties the redis-server on port, as a round starts.
+func flushRedis(port int) error {
+	conn, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), time.Second)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := conn.Write([]byte("FLUSHALL\r\n")); err != nil {
+		return err
+	}
+	buf := make([]byte, 5)
+	if _, err := io.ReadFull(conn, buf); err != nil || string(buf) != "+OK\r\n" {
+		return fmt.Errorf("FLUSHALL: %q %v", buf, err)
+	}
+	return nil
 }
 
 func ping(port int) error {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -241,22 +242,71 @@ func describeMachine(caddyBin string, c config) string {
 	return sb.String()
 }
 
-// formatTable is the results as a Markdown table, each rate as a ratio to
-// the respond row's.
-func formatTable(rs []result) string {
-	var base float64
-	for _, r := range rs {
-		if r.name == "respond" {
-			base = r.rate()
-		}
-	}
+// formatTable is the rounds' results as a Markdown table: for each
+// scenario the round whose ratio to that round's respond is the median,
+// and the range of the ratio over all rounds.
+func formatTable(rounds [][]result) string {
 	var sb strings.Builder
-	sb.WriteString("\n| scenario | req/s | p50 | p99 | Caddy CPU/req | × respond | failed | Redis CPU/req | load generator CPU/req |\n")
-	sb.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	for _, r := range rs {
-		sb.WriteString(r.row(base, ms(r.perRequest(r.redisCPU)), ms(r.perRequest(r.genCPU))))
+	sb.WriteString(fmt.Sprintf("\n%d rounds, each on a fresh Caddy and an emptied Redis; each row is the scenario's median round by its ratio to that round's respond.\n", len(rounds)))
+	sb.WriteString("\n| scenario | req/s | p50 | p99 | Caddy CPU/req | × respond | failed | Redis CPU/req | load generator CPU/req | × respond, every round |\n")
+	sb.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	if len(rounds) == 0 {
+		return sb.String()
+	}
+	for i := range rounds[0] {
+		m, ratios := medianRound(rounds, i)
+		r := rounds[m][i]
+		sb.WriteString(r.row(respondRate(rounds[m]), ms(r.perRequest(r.redisCPU)), ms(r.perRequest(r.genCPU)), formatRange(ratios)))
 	}
 	return sb.String()
+}
+
+// respondRate is the rate of a round's respond row, 0 without one.
+func respondRate(rs []result) float64 {
+	for _, r := range rs {
+		if r.name == "respond" {
+			return r.rate()
+		}
+	}
+	return 0
+}
+
+// medianRound is the round whose row i has the median ratio to its own
+// round's respond (the lower middle one of an even count; respond's row
+// the median by rate), with the ratios of every round in ascending order.
+func medianRound(rounds [][]result, i int) (int, []float64) {
+	type ratio struct {
+		round   int
+		x, rate float64
+	}
+	rs := make([]ratio, len(rounds))
+	for n, round := range rounds {
+		x := 0.0
+		if base := respondRate(round); base > 0 {
+			x = round[i].rate() / base
+		}
+		rs[n] = ratio{n, x, round[i].rate()}
+	}
+	// Equal ratios (respond's own, always 1) are ordered by rate, so that
+	// respond's row is its median round by rate.
+	slices.SortStableFunc(rs, func(a, b ratio) int { return cmp.Or(cmp.Compare(a.x, b.x), cmp.Compare(a.rate, b.rate)) })
+	xs := make([]float64, len(rs))
+	for n, r := range rs {
+		xs[n] = r.x
+	}
+	return rs[(len(rs)-1)/2].round, xs
+}
+
+// formatRange is ascending ratios as "lo–hi", or the one ratio.
+func formatRange(xs []float64) string {
+	if len(xs) == 0 {
+		return "–"
+	}
+	lo, hi := fmt.Sprintf("%.2f", xs[0]), fmt.Sprintf("%.2f", xs[len(xs)-1])
+	if lo == hi {
+		return lo
+	}
+	return lo + "–" + hi
 }
 
 // row is r as a line of a results table: rate, p50, p99, Caddy CPU per

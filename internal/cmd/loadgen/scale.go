@@ -128,8 +128,8 @@ func scalePart(c config, env, section string, part func() (string, error)) error
 	return writeSection(c.out, section, text)
 }
 
-// scaleExchange loads each of scaleConfigs into one Caddy in turn through
-// its admin endpoint, timing `caddy adapt` and the load, and measures the
+// scaleExchange loads each of scaleConfigs into a fresh Caddy through its
+// admin endpoint, timing `caddy adapt` and the load, and measures the
 // exchange with assertions from the first and the last issuer, presented
 // by the last client.
 func scaleExchange(c config, caddyBin, dir string, admin, site int, signers []crypto.Signer, hash, secret string) (growth, loads string, err error) {
@@ -138,12 +138,6 @@ func scaleExchange(c config, caddyBin, dir string, admin, site int, signers []cr
 		return "", "", err
 	}
 	base := fmt.Sprintf("http://127.0.0.1:%d", site)
-	cd, err := startCaddy(caddyBin, dir, base+"/")
-	if err != nil {
-		return "", "", err
-	}
-	defer cd.stop()
-
 	var (
 		results  []result
 		loadRows strings.Builder
@@ -155,56 +149,74 @@ func scaleExchange(c config, caddyBin, dir string, admin, site int, signers []cr
 		if err := os.WriteFile(filepath.Join(dir, file), []byte(text), 0o600); err != nil {
 			return "", "", err
 		}
-		adaptTime, loadTime, err := adaptAndLoad(caddyBin, dir, file, admin)
+		// A fresh Caddy for each configuration: the grants the previous
+		// one's exchanges left in its memory store would otherwise fill
+		// the store (a full store is a 503) and make the garbage collector
+		// mark more with every configuration, a cost that grows with the
+		// order of the rows, not with the configuration.
+		cd, err := startCaddy(caddyBin, dir, base+"/")
 		if err != nil {
-			return "", "", fmt.Errorf("%d issuers, %d clients: %w", sc.issuers, sc.clients, err)
+			return "", "", err
 		}
-		fmt.Fprintf(&loadRows, "| %d | %d | %d KB | %s | %s |\n", sc.issuers, sc.clients, len(text)/1024, ms(adaptTime), ms(loadTime))
-		fmt.Fprintf(os.Stderr, "%d issuers, %d clients: adapt %v, load %v\n", sc.issuers, sc.clients, adaptTime, loadTime)
-		if n == 0 {
-			respond := scenario{name: "respond", get: base + "/respond"}
-			if _, err := respond.run(c, cd.pid); err != nil { // warm-up, unrecorded
-				return "", "", err
-			}
-			r, err := respond.run(c, cd.pid)
+		measured, err := func() ([]result, error) {
+			defer cd.stop()
+			adaptTime, loadTime, err := adaptAndLoad(caddyBin, dir, file, admin)
 			if err != nil {
-				return "", "", err
+				return nil, fmt.Errorf("%d issuers, %d clients: %w", sc.issuers, sc.clients, err)
 			}
-			results = append(results, r)
+			fmt.Fprintf(&loadRows, "| %d | %d | %d KB | %s | %s |\n", sc.issuers, sc.clients, len(text)/1024, ms(adaptTime), ms(loadTime))
+			fmt.Fprintf(os.Stderr, "%d issuers, %d clients: adapt %v, load %v\n", sc.issuers, sc.clients, adaptTime, loadTime)
+			var rs []result
+			if n == 0 {
+				respond := scenario{name: "respond", get: base + "/respond"}
+				if _, err := respond.run(c, cd.pid); err != nil { // warm-up, unrecorded
+					return nil, err
+				}
+				r, err := respond.run(c, cd.pid)
+				if err != nil {
+					return nil, err
+				}
+				rs = append(rs, r)
+			}
+			client := scaleClient(sc.clients - 1)
+			basic := "Basic " + basicValue(client, secret)
+			from := []int{0}
+			if sc.issuers > 1 {
+				from = append(from, sc.issuers-1)
+			}
+			for _, i := range from {
+				_, iss, _ := scaleIssuer(i)
+				bodies, err := signAs(signers[i], "EdDSA", iss, c.assertions+1)
+				if err != nil {
+					return nil, err
+				}
+				// The first exchange pays the client's secret hash once.
+				if _, err := exchangeOnce(base, basic, bodies[0]); err != nil {
+					return nil, fmt.Errorf("%d issuers, %d clients: %w", sc.issuers, sc.clients, err)
+				}
+				which := "first"
+				if i > 0 {
+					which = "last"
+				}
+				s := scenario{name: fmt.Sprintf("exchange, %s (the %s), %s", count(sc.issuers, "issuer"), which, count(sc.clients, "client")),
+					post: base + "/oauth2/token", auth: basic, bodies: bodies[1:]}
+				r, err := s.run(c, cd.pid)
+				if err != nil {
+					return nil, fmt.Errorf("%s: %w", s.name, err)
+				}
+				fmt.Fprintf(os.Stderr, "%-50s %8.0f req/s\n", s.name, r.rate())
+				rs = append(rs, r)
+			}
+			return rs, nil
+		}()
+		if err != nil {
+			return "", "", err
 		}
-		client := scaleClient(sc.clients - 1)
-		basic := "Basic " + basicValue(client, secret)
-		from := []int{0}
-		if sc.issuers > 1 {
-			from = append(from, sc.issuers-1)
-		}
-		for _, i := range from {
-			_, iss, _ := scaleIssuer(i)
-			bodies, err := signAs(signers[i], "EdDSA", iss, c.assertions+1)
-			if err != nil {
-				return "", "", err
-			}
-			// The first exchange pays the client's secret hash once.
-			if _, err := exchangeOnce(base, basic, bodies[0]); err != nil {
-				return "", "", fmt.Errorf("%d issuers, %d clients: %w", sc.issuers, sc.clients, err)
-			}
-			which := "first"
-			if i > 0 {
-				which = "last"
-			}
-			s := scenario{name: fmt.Sprintf("exchange, %s (the %s), %s", count(sc.issuers, "issuer"), which, count(sc.clients, "client")),
-				post: base + "/oauth2/token", auth: basic, bodies: bodies[1:]}
-			r, err := s.run(c, cd.pid)
-			if err != nil {
-				return "", "", fmt.Errorf("%s: %w", s.name, err)
-			}
-			fmt.Fprintf(os.Stderr, "%-50s %8.0f req/s\n", s.name, r.rate())
-			results = append(results, r)
-		}
+		results = append(results, measured...)
 	}
 	return "Exchange (EdDSA assertions, `client_secret_basic`, memory store) by configuration size; × is the rate over that of the first configuration's:\n" +
 			formatRatios(results, 1, "× 1 issuer, 10 clients"),
-		"Configuration load time by size (one run each; `caddy adapt` includes starting the process, the load replaces the previous configuration):\n" +
+		"Configuration load time by size (one run each; `caddy adapt` includes starting the process; each configuration is loaded into a fresh Caddy, replacing a bare respond site):\n" +
 			loadRows.String(), nil
 }
 
