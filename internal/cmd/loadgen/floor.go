@@ -131,12 +131,13 @@ func floorRows(rs []result, verify map[string]time.Duration) []floorRow {
 
 // formatFloor is floorRows as a Markdown table with the figures it was
 // computed from: for each exchange its median round by ratio to respond,
-// as in the results table.
-func formatFloor(rounds [][]result, verify map[string]time.Duration) string {
+// as in the results table, each round with the verification costs timed
+// before it (verify[n] for rounds[n]).
+func formatFloor(rounds [][]result, verify []map[string]time.Duration) string {
 	byName := map[string][]floorRow{}
 	var names []string
-	for _, round := range rounds {
-		for _, r := range floorRows(round, verify) {
+	for n, round := range rounds {
+		for _, r := range floorRows(round, verify[n]) {
 			if byName[r.name] == nil {
 				names = append(names, r.name)
 			}
@@ -155,13 +156,26 @@ func formatFloor(rounds [][]result, verify map[string]time.Duration) string {
 	var sb strings.Builder
 	sb.WriteString("\nThe exchanges against their floor (Caddy's CPU for respond + one signature verification")
 	sb.WriteString(" + on Redis one round trip's client CPU; the ceiling is the ratio to respond with the grant's own code at zero):\n")
-	algs := make([]string, 0, len(verify))
+	algs := make([]string, 0, len(algorithms))
 	for _, alg := range algorithms {
-		if v, ok := verify[alg]; ok {
-			algs = append(algs, fmt.Sprintf("%s %s", alg, ms(v)))
+		var lo, hi time.Duration
+		for _, v := range verify {
+			if d, ok := v[alg]; ok {
+				if lo == 0 || d < lo {
+					lo = d
+				}
+				hi = max(hi, d)
+			}
+		}
+		switch {
+		case lo == 0:
+		case lo == hi:
+			algs = append(algs, fmt.Sprintf("%s %s", alg, ms(lo)))
+		default:
+			algs = append(algs, fmt.Sprintf("%s %s–%s", alg, ms(lo), ms(hi)))
 		}
 	}
-	fmt.Fprintf(&sb, "signature verification per assertion, measured on one thread before the run: %s.\n", strings.Join(algs, ", "))
+	fmt.Fprintf(&sb, "signature verification per assertion, measured on one thread before each round: %s.\n", strings.Join(algs, ", "))
 	sb.WriteString("\n| exchange | Caddy CPU/req | of it the floor | the gateway's own | load generator + Redis CPU/req | × respond | ceiling × respond |\n")
 	sb.WriteString("|---|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range rows {
