@@ -83,7 +83,7 @@ func main() {
 	flag.IntVar(&c.clients, "clients", 64, "concurrent keep-alive clients")
 	flag.DurationVar(&c.duration, "duration", 5*time.Second, "how long each scenario runs")
 	flag.IntVar(&c.rounds, "rounds", 3, "rounds of every scenario, each on a fresh Caddy and an emptied Redis; the table shows each row's median round")
-	flag.IntVar(&c.assertions, "assertions", 50000, "assertions signed per algorithm; an exchange scenario that uses them all stops early")
+	flag.IntVar(&c.assertions, "assertions", 60000, "assertions signed per algorithm; an exchange scenario that uses them all stops early")
 	flag.StringVar(&c.out, "out", "BENCHMARKS.md", "the file whose sections receive the results (empty: standard output only)")
 	flag.StringVar(&c.profile, "profile", "", "write a CPU profile of Caddy during one scenario (-profile-scenario) to this file, and its allocations beside it (NAME.allocs.pprof)")
 	flag.StringVar(&c.profiled, "profile-scenario", "exchange RS256 redis", "the scenario -profile is taken during")
