@@ -560,36 +560,25 @@ func startRedis(binary, dir string) (*process, error) {
 }
 
 // flushRedis empties the redis-server on port, as a round starts.
-func flushRedis(port int) error {
-	conn, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), time.Second)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
-	if _, err := conn.Write([]byte("FLUSHALL\r\n")); err != nil {
-		return err
-	}
-	buf := make([]byte, 5)
-	if _, err := io.ReadFull(conn, buf); err != nil || string(buf) != "+OK\r\n" {
-		return fmt.Errorf("FLUSHALL: %q %v", buf, err)
-	}
-	return nil
-}
+func flushRedis(port int) error { return redisCommand(port, "FLUSHALL", "+OK", 30*time.Second) }
 
-func ping(port int) error {
+func ping(port int) error { return redisCommand(port, "PING", "+PONG", time.Second) }
+
+// redisCommand sends an inline command without arguments to the
+// redis-server on port and checks its one-line reply, within timeout.
+func redisCommand(port int, cmd, reply string, timeout time.Duration) error {
 	conn, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), time.Second)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(time.Second))
-	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
+	_ = conn.SetDeadline(time.Now().Add(timeout))
+	if _, err := conn.Write([]byte(cmd + "\r\n")); err != nil {
 		return err
 	}
-	buf := make([]byte, 7)
-	if _, err := io.ReadFull(conn, buf); err != nil || string(buf) != "+PONG\r\n" {
-		return fmt.Errorf("no PONG: %q %v", buf, err)
+	buf := make([]byte, len(reply)+2)
+	if _, err := io.ReadFull(conn, buf); err != nil || string(buf) != reply+"\r\n" {
+		return fmt.Errorf("%s: %q %v", cmd, buf, err)
 	}
 	return nil
 }
