@@ -7,12 +7,10 @@ package main
 // nothing.
 
 import (
-	"cmp"
 	"crypto"
 	"fmt"
 	"net/url"
 	"runtime"
-	"slices"
 	"strings"
 	"time"
 
@@ -133,28 +131,31 @@ func floorRows(rs []result, verify map[string]time.Duration) []floorRow {
 }
 
 // formatFloor is floorRows as a Markdown table with the figures it was
-// computed from: for each exchange its median round by ratio to respond,
-// as in the results table, each round with the verification costs timed
-// before it (verify[n] for rounds[n]).
+// computed from: for each exchange the round the results table shows
+// (medianRound), with the verification costs timed before it (verify[n]
+// for rounds[n]).
 func formatFloor(rounds [][]result, verify []map[string]time.Duration) string {
-	byName := map[string][]floorRow{}
-	var names []string
-	for n, round := range rounds {
-		for _, r := range floorRows(round, verify[n]) {
-			if byName[r.name] == nil {
-				names = append(names, r.name)
-			}
-			byName[r.name] = append(byName[r.name], r)
-		}
-	}
-	if len(names) == 0 {
+	if len(rounds) == 0 {
 		return ""
 	}
-	rows := make([]floorRow, 0, len(names))
-	for _, name := range names {
-		rs := byName[name]
-		slices.SortStableFunc(rs, func(a, b floorRow) int { return cmp.Compare(a.ratio, b.ratio) })
-		rows = append(rows, rs[(len(rs)-1)/2])
+	perRound := make([]map[string]floorRow, len(rounds))
+	for n, round := range rounds {
+		perRound[n] = map[string]floorRow{}
+		for _, r := range floorRows(round, verify[n]) {
+			perRound[n][r.name] = r
+		}
+	}
+	// Each exchange's row is taken from the round the results table
+	// shows for it.
+	var rows []floorRow
+	for i, r := range rounds[0] {
+		m, _ := medianRound(rounds, i)
+		if row, ok := perRound[m][r.name]; ok {
+			rows = append(rows, row)
+		}
+	}
+	if len(rows) == 0 {
+		return ""
 	}
 	var sb strings.Builder
 	sb.WriteString("\nThe exchanges against their floor (Caddy's CPU for respond + one signature verification")
